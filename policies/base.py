@@ -1,0 +1,83 @@
+"""The Policy base class: acting (collect / act) and learning, built from config."""
+from __future__ import annotations
+
+import abc
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from worldmodels.config import Configurable
+from worldmodels.utils import generator_for, resolve_device
+
+
+class Policy(Configurable, abc.ABC):
+    """An agent's acting and learning rule.
+
+    ``collect`` and ``act`` take and return tensors (the collector converts to
+    and from numpy), so imagination calls the same methods without copies.
+
+    Args:
+        cfg: partial config merged over ``default_config()``; unknown keys are errors.
+        env_spec: anything with ``observation_space`` and ``action_space``.
+        world_model: the run's world model, for policies that learn through one.
+        seed: seeds network initialisation and the policy's own generator.
+    """
+
+    config = dict(
+        type=None,
+        import_names=[],
+        device=None,  # cpu | cuda | auto; None inherits the pipeline's device
+    )
+
+    def __init__(self, cfg: Mapping | None, env_spec: Any, *, world_model: Any = None, seed: int = 0,
+                 logger: Any = None) -> None:
+        self.cfg = self.merge_config(cfg, prefix="policy")
+        self.env_spec = env_spec
+        self.observation_space = env_spec.observation_space
+        self.action_space = env_spec.action_space
+        self.world_model = world_model
+        self.logger = logger
+        self.seed = int(seed)
+        self.device = resolve_device(self.cfg.device)
+        self.generator = generator_for(self.device, self.seed)
+        self.nets = nn.ModuleDict()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.train_iter = 0
+
+    @abc.abstractmethod
+    def collect(self, obs: torch.Tensor) -> torch.Tensor:
+        """Exploring actions.
+
+        Shapes:
+            obs: [B, O] -> action [B, A] (continuous) or [B] (discrete)
+        """
+
+    @abc.abstractmethod
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic actions for evaluation; shapes as ``collect``."""
+
+    @abc.abstractmethod
+    def learn(self, data: Any) -> dict[str, float]:
+        """One update from a batch (or from a world model); returns metrics."""
+
+    def reset(self, mask: Any = None) -> None:
+        """Forget per-env recurrent state where ``mask`` is True (all when None)."""
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.nets.parameters())
+
+    def state_dict(self) -> dict:
+        return {
+            "nets": self.nets.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "train_iter": self.train_iter,
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.nets.load_state_dict(state["nets"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.generator.set_state(state["generator"])
+        self.train_iter = int(state["train_iter"])

@@ -1,0 +1,172 @@
+"""A name -> class registry with config-driven building and plugin discovery."""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+ENTRY_POINT_GROUP = "worldmodels.plugins"
+
+
+class RegistryError(KeyError):
+    """An unknown or duplicate name in a registry, or a plugin that failed to import."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def closest_match(name: str, choices: Iterable[str]) -> str | None:
+    """The choice most similar to ``name``, or None when nothing is close."""
+    matches = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def import_module_or_file(name: str) -> None:
+    """Import a dotted module name or a path to a ``.py`` file (a user's plugin)."""
+    if name.endswith(".py") or "/" in name or "\\" in name:
+        path = Path(name).expanduser().resolve()
+        if not path.is_file():
+            raise RegistryError(f"import_names: plugin file '{name}' does not exist")
+        module_name = f"worldmodels_plugin_{path.stem}_{abs(hash(str(path))) % 10**8}"
+        if module_name in sys.modules:
+            return
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception:
+            del sys.modules[module_name]
+            raise
+        return
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name and name.startswith(err.name):
+            raise RegistryError(f"import_names: cannot import module '{name}' ({err})") from None
+        raise
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+class Registry:
+    """Maps registered names to classes (or factories) of one kind.
+
+    Built-in modules are imported lazily the first time the registry is
+    consulted, and installed plugins (entry-point group ``worldmodels.plugins``)
+    the first time a lookup misses, so ``names()`` and ``get()`` work without
+    the caller importing anything first.
+    """
+
+    def __init__(self, kind: str, builtin_modules: Iterable[str] = ()) -> None:
+        self.kind = kind
+        self._builtin_modules = tuple(builtin_modules)
+        self._entries: dict[str, Any] = {}
+        self._builtins_loaded = False
+
+    # -- registration ---------------------------------------------------
+    def register(self, name: str, obj: Any = None, *, force: bool = False) -> Callable:
+        """Register ``obj`` under ``name``; used bare or as a decorator.
+
+        Raises:
+            RegistryError: ``name`` is taken and ``force`` is False.
+        """
+        if not isinstance(name, str) or not name:
+            raise RegistryError(f"{self.kind} registry: a name must be a non-empty string, got {name!r}")
+
+        def add(target: Any) -> Any:
+            existing = self._entries.get(name)
+            if existing is not None and existing is not target and not force:
+                raise RegistryError(
+                    f"{self.kind} registry: '{name}' is already registered "
+                    f"(by {_describe(existing)}); pass force=True to replace it"
+                )
+            self._entries[name] = target
+            return target
+
+        return add if obj is None else add(obj)
+
+    # -- lookup ---------------------------------------------------------
+    def _load_builtins(self) -> None:
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True
+        for module in self._builtin_modules:
+            importlib.import_module(module)
+
+    def __contains__(self, name: str) -> bool:
+        self._load_builtins()
+        return name in self._entries
+
+    def get(self, name: str) -> Any:
+        """The object registered under ``name``.
+
+        Raises:
+            RegistryError: naming the kind, the bad name, the valid names and
+                the closest match.
+        """
+        self._load_builtins()
+        if name not in self._entries:
+            load_entry_points()
+        if name not in self._entries:
+            valid = self.names()
+            hint = closest_match(name, valid)
+            hint_text = f"; did you mean '{hint}'?" if hint else ""
+            raise RegistryError(
+                f"unknown {self.kind} type '{name}'{hint_text} "
+                f"(registered: {', '.join(valid) or 'none'})"
+            )
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        """Every registered name, built-ins and installed plugins included."""
+        self._load_builtins()
+        load_entry_points()
+        return sorted(self._entries)
+
+    def build(self, cfg: Mapping, *args: Any, **kwargs: Any) -> Any:
+        """Import ``cfg.import_names``, look up ``cfg.type`` and call it with ``cfg``."""
+        if cfg is None or "type" not in cfg:
+            raise RegistryError(
+                f"{self.kind} config needs a 'type' key (one of: {', '.join(self.names())})"
+            )
+        for module in _as_list(cfg.get("import_names")):
+            import_module_or_file(module)
+        target = self.get(cfg["type"])
+        return target(cfg, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self._entries)} entries)"
+
+
+def _describe(obj: Any) -> str:
+    module = getattr(obj, "__module__", "?")
+    return f"{module}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+_loaded_entry_points: set[str] = set()
+
+
+def load_entry_points() -> None:
+    """Import every installed plugin of the ``worldmodels.plugins`` group once."""
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        key = f"{entry_point.name}={entry_point.value}"
+        if key in _loaded_entry_points:
+            continue
+        _loaded_entry_points.add(key)
+        try:
+            entry_point.load()
+        except Exception as err:  # a broken plugin must not hide the others
+            raise RegistryError(
+                f"plugin '{entry_point.name}' ({entry_point.value}) failed to load: {err}"
+            ) from err

@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from setuptools import setup
+
+setup(
+    name="worldmodels",
+    version="0.1.0",
+    description="A PyTorch plugin framework for model-based reinforcement learning (Dyna, Dream, Hybrid)",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["registry", "worldmodels", "policies", "workers", "configs"],
+    package_data={"configs": ["*.py"]},
+    install_requires=[
+        "torch>=2.2,<2.15",
+        "numpy>=1.24",
+        "gymnasium[mujoco]>=1.1,<2",
+        "easydict>=1.10",
+        "tensorboardX>=2.6",
+        "tqdm>=4.60",  # progress bars with rates and postfix fields
+        "matplotlib>=3.7",  # comparison and learning-curve plots
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "ray": ["ray>=2.9"],
+    },
+    entry_points={
+        "console_scripts": ["worldmodels=worldmodels.cli:main"],
+    },
+)

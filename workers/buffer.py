@@ -1,0 +1,219 @@
+"""Replay storage: a numpy ring buffer of transitions, sampled as batches or sequences."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from registry import BUFFER_REGISTRY
+
+FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class ReplayBuffer:
+    """A ring buffer of transitions ``(obs, action, reward, next_obs, terminated, truncated)``.
+
+    ``terminated`` (a true end: no bootstrapping) and ``truncated`` (a time
+    limit: bootstrap from ``next_obs``, which is the real final observation) are
+    kept apart. Rows pushed together (one per vector-env slot) sit side by side,
+    so a slot's trajectory can be read back as a sequence.
+
+    Args:
+        capacity: most transitions kept; the oldest are overwritten.
+        obs_shape, action_shape: per-transition shapes (``()`` for a discrete action).
+        seed: seeds the buffer's own sampling generator.
+
+    Shapes:
+        push: obs [B, *obs_shape], action [B, *action_shape], reward / terminated / truncated [B]
+        sample(n): the same fields with a leading [n]
+    """
+
+    def __init__(self, capacity: int, obs_shape: tuple, action_shape: tuple, *, obs_dtype: Any = np.float32,
+                 action_dtype: Any = np.float32, seed: int = 0) -> None:
+        if int(capacity) < 1:
+            raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.obs_shape = tuple(obs_shape)
+        self.action_shape = tuple(action_shape)
+        self.obs_dtype = np.dtype(obs_dtype)
+        self.action_dtype = np.dtype(action_dtype)
+        self.rng = np.random.default_rng(seed)
+        self._alloc(self.capacity)
+        self.size = 0
+        self.pos = 0  # next row to write
+        self.row_width: int | None = None  # rows per push, while every push had the same width
+
+    def _alloc(self, capacity: int) -> None:
+        self.data = {
+            "obs": np.zeros((capacity, *self.obs_shape), self.obs_dtype),
+            "action": np.zeros((capacity, *self.action_shape), self.action_dtype),
+            "reward": np.zeros((capacity,), np.float32),
+            "next_obs": np.zeros((capacity, *self.obs_shape), self.obs_dtype),
+            "terminated": np.zeros((capacity,), np.bool_),
+            "truncated": np.zeros((capacity,), np.bool_),
+        }
+
+    def __len__(self) -> int:
+        return self.size
+
+    def push(self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any) -> None:
+        """Append a batch of transitions, one row per env (numpy arrays or tensors)."""
+        rows = {"obs": _to_numpy(obs), "action": _to_numpy(action), "reward": _to_numpy(reward),
+                "next_obs": _to_numpy(next_obs), "terminated": _to_numpy(terminated),
+                "truncated": _to_numpy(truncated)}
+        batch = rows["reward"].shape[0] if rows["reward"].ndim else 0
+        self._check_push_shapes(rows, batch)
+        if batch == 0:
+            return
+        if batch > self.capacity:
+            rows = {k: v[-self.capacity:] for k, v in rows.items()}
+            batch = self.capacity
+        if self.row_width is None and self.size == 0:
+            self.row_width = batch
+        elif self.row_width != batch:
+            self.row_width = -1  # mixed widths: sequences are not available
+        index = (self.pos + np.arange(batch)) % self.capacity
+        for key, value in rows.items():
+            self.data[key][index] = value
+        self.pos = (self.pos + batch) % self.capacity
+        self.size = min(self.size + batch, self.capacity)
+
+    def _check_push_shapes(self, rows: dict, batch: int) -> None:
+        expected = {"obs": self.obs_shape, "action": self.action_shape, "reward": (),
+                    "next_obs": self.obs_shape, "terminated": (), "truncated": ()}
+        for key, shape in expected.items():
+            if rows[key].shape != (batch, *shape):
+                raise ValueError(f"push: '{key}' must have shape {(batch, *shape)} "
+                                 f"(batch, *{shape}), got {rows[key].shape}")
+
+    def sample(self, batch_size: int, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """``batch_size`` transitions drawn uniformly with replacement, as tensors.
+
+        Returns:
+            dict with obs, action, reward, next_obs, terminated and truncated
+            (the last two as float 0/1).
+        """
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty buffer")
+        index = self.rng.integers(0, self.size, size=int(batch_size))
+        return self._gather(index, device)
+
+    def _gather(self, index: np.ndarray, device: Any) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, array in self.data.items():
+            values = array[index]
+            tensor = torch.from_numpy(values)
+            if values.dtype == np.bool_:
+                tensor = tensor.float()
+            elif values.dtype == np.float64:
+                tensor = tensor.float()
+            out[key] = tensor.to(device) if device is not None else tensor
+        return out
+
+    def sample_sequences(self, batch_size: int, length: int,
+                         device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """``batch_size`` runs of ``length`` consecutive steps of one env slot, time-major.
+
+        ``is_first`` is 1 where a step starts an episode (the step after a
+        terminated or truncated one) and at each sequence's first step.
+
+        Shapes:
+            each field [length, batch_size, ...]; ``is_first`` [length, batch_size]
+        """
+        width = self.row_width
+        if width is None or width < 1:
+            raise ValueError("sample_sequences needs every push to hold the same number of rows")
+        if self.capacity % width:
+            raise ValueError(f"sample_sequences needs a capacity divisible by the {width} rows per push, "
+                             f"got {self.capacity}")
+        steps_stored = self.size // width
+        if steps_stored < length:
+            raise ValueError(f"sample_sequences: {steps_stored} steps stored per env, need {length}")
+        capacity_steps = self.capacity // width
+        # Oldest stored step, in units of pushes; a sequence must not wrap past the newest.
+        newest_step = (self.pos // width - 1) % capacity_steps if self.size else 0
+        oldest_step = (newest_step - steps_stored + 1) % capacity_steps
+        start = self.rng.integers(0, steps_stored - length + 1, size=batch_size)
+        slot = self.rng.integers(0, width, size=batch_size)
+        steps = (oldest_step + start[None, :] + np.arange(length)[:, None]) % capacity_steps
+        index = steps * width + slot[None, :]
+        out = self._gather(index, device)
+        ended = out["terminated"].bool() | out["truncated"].bool()
+        is_first = torch.zeros_like(ended)
+        is_first[0] = True
+        is_first[1:] = ended[:-1]
+        out["is_first"] = is_first.float()
+        return out
+
+    def set_capacity(self, capacity: int) -> None:
+        """Resize, keeping the newest transitions that fit."""
+        capacity = int(capacity)
+        if capacity == self.capacity:
+            return
+        if capacity < 1:
+            raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
+        keep = min(self.size, capacity)
+        order = (self.pos - keep + np.arange(keep)) % self.capacity
+        old = self.data
+        self.capacity = capacity
+        self._alloc(capacity)
+        for key in old:
+            self.data[key][:keep] = old[key][order]
+        self.size = keep
+        self.pos = keep % capacity
+        self.row_width = None if keep == 0 else -1
+
+    # -- persistence ----------------------------------------------------
+    def state_dict(self) -> dict:
+        """Contents, positions and the sampling generator's state."""
+        return {"capacity": self.capacity, "size": self.size, "pos": self.pos,
+                "row_width": -2 if self.row_width is None else self.row_width,
+                "rng": self.rng.bit_generator.state,
+                "data": {k: torch.from_numpy(v[: self.capacity].copy()) for k, v in self.data.items()}}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.capacity = int(state["capacity"])
+        self._alloc(self.capacity)
+        for key, value in state["data"].items():
+            self.data[key][...] = _to_numpy(value)
+        self.size = int(state["size"])
+        self.pos = int(state["pos"])
+        width = int(state["row_width"])
+        self.row_width = None if width == -2 else width
+        self.rng.bit_generator.state = state["rng"]
+
+    def save(self, path: str | Path) -> None:
+        """Write contents and positions to ``path`` (a ``.npz`` file)."""
+        arrays = {f"data_{k}": v for k, v in self.data.items()}
+        meta = np.array([self.capacity, self.size, self.pos, -2 if self.row_width is None else self.row_width])
+        with open(path, "wb") as handle:
+            np.savez(handle, meta=meta, **arrays)
+
+    def load(self, path: str | Path) -> None:
+        with np.load(path) as archive:
+            capacity, size, pos, width = (int(v) for v in archive["meta"])
+            self.capacity = capacity
+            self._alloc(capacity)
+            for key in self.data:
+                self.data[key][...] = archive[f"data_{key}"]
+        self.size, self.pos = size, pos
+        self.row_width = None if width == -2 else width
+
+
+@BUFFER_REGISTRY.register("replay")
+def make_replay_buffer(cfg: Mapping, *, capacity: int | None = None, obs_shape: tuple, action_shape: tuple,
+                       obs_dtype: Any = np.float32, action_dtype: Any = np.float32, seed: int = 0) -> ReplayBuffer:
+    """Build a ``ReplayBuffer`` from a config with ``type: replay`` and optional ``capacity``."""
+    from worldmodels.config import merge_config
+
+    cfg = merge_config(dict(type="replay", import_names=[], capacity=1_000_000), cfg, prefix="buffer")
+    return ReplayBuffer(capacity if capacity is not None else cfg.capacity, obs_shape, action_shape,
+                        obs_dtype=obs_dtype, action_dtype=action_dtype, seed=seed)

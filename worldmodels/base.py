@@ -1,0 +1,282 @@
+"""The world-model hierarchy: WorldModel, DynaWorldModel, DreamWorldModel, HybridWorldModel."""
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from registry import BUFFER_REGISTRY, SCHEDULE_REGISTRY
+from worldmodels.config import ConfigError, Configurable
+from worldmodels.utils import check_rank, frozen, generator_for, resolve_device
+
+Metrics = dict[str, float]
+
+
+class WorldModel(Configurable, abc.ABC):
+    """A learned model of an environment; owns its networks (``self.nets``) and optimisers.
+
+    Not an ``nn.Module``: ``train`` here means "fit to the replay buffer".
+
+    Args:
+        cfg: partial config, merged over ``default_config()``; unknown keys are errors.
+        env_spec: anything with ``observation_space`` and ``action_space``.
+        logger: optional object with ``log_scalars(prefix, metrics, step)``.
+        seed: seeds network initialisation and the model's own generator.
+    """
+
+    config = dict(
+        type=None,
+        import_names=[],
+        train_freq=250,  # env steps between two model trainings
+        eval_freq=250,  # env steps between two model evaluations
+        rollout_length_scheduler=dict(type="constant", rollout_length=1),
+        device=None,  # cpu | cuda | auto; None inherits the pipeline's device
+    )
+
+    def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
+        self.cfg = self.merge_config(cfg, prefix="world_model")
+        self.env_spec = env_spec
+        self.observation_space = env_spec.observation_space
+        self.action_space = env_spec.action_space
+        self.logger = logger
+        self.seed = int(seed)
+        self.device = resolve_device(self.cfg.device)
+        for key in ("train_freq", "eval_freq"):
+            if self.cfg[key] < 1:
+                raise ConfigError(f"world_model.{key} must be >= 1, got {self.cfg[key]}")
+        self.nets = nn.ModuleDict()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.generator = generator_for(self.device, self.seed)
+        self.rollout_length_scheduler = SCHEDULE_REGISTRY.build(self.cfg.rollout_length_scheduler)
+        self.last_train_envstep = 0
+        self.last_eval_envstep = 0
+
+    # -- scheduling -----------------------------------------------------
+    def should_train(self, envstep: int) -> bool:
+        """True once every ``train_freq`` env steps; a True answer records ``envstep``."""
+        if envstep - self.last_train_envstep >= self.cfg.train_freq:
+            self.last_train_envstep = envstep
+            return True
+        return False
+
+    def should_eval(self, envstep: int) -> bool:
+        """True once every ``eval_freq`` env steps; a True answer records ``envstep``."""
+        if envstep - self.last_eval_envstep >= self.cfg.eval_freq:
+            self.last_eval_envstep = envstep
+            return True
+        return False
+
+    def rollout_length(self, envstep: int) -> int:
+        """The rollout length the schedule gives at ``envstep``."""
+        return int(self.rollout_length_scheduler(envstep))
+
+    # -- learning -------------------------------------------------------
+    @abc.abstractmethod
+    def train(self, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
+        """Fit the model to ``env_buffer``; returns metrics (scalars)."""
+
+    def eval(self, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
+        """Evaluate the model on ``env_buffer``; returns metrics (scalars)."""
+        return {}
+
+    @abc.abstractmethod
+    def step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One imagined step.
+
+        Shapes:
+            obs: [B, O]; action: [B, A] -> reward [B], next_obs [B, O], done [B] (bool)
+        """
+
+    def policy_input(self, env_buffer: Any, img_buffer: Any, batch_size: int, train_iter: int) -> Any:
+        """What the policy learns from at one update; a model-free batch by default."""
+        return env_buffer.sample(batch_size, device=self.device)
+
+    # -- state ----------------------------------------------------------
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.nets.parameters())
+
+    def to(self, device: torch.device | str) -> "WorldModel":
+        self.device = torch.device(device)
+        self.nets.to(self.device)
+        return self
+
+    def state_dict(self) -> dict:
+        """Networks, optimisers, generator and schedule counters (tensors and plain values only)."""
+        return {
+            "nets": self.nets.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "last_train_envstep": self.last_train_envstep,
+            "last_eval_envstep": self.last_eval_envstep,
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.nets.load_state_dict(state["nets"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.generator.set_state(state["generator"])
+        self.last_train_envstep = int(state["last_train_envstep"])
+        self.last_eval_envstep = int(state["last_eval_envstep"])
+
+    def log(self, prefix: str, metrics: Metrics, step: int) -> None:
+        if self.logger is not None and metrics:
+            self.logger.log_scalars(prefix, metrics, step)
+
+
+class DynaWorldModel(WorldModel):
+    """A model that fills an imagination buffer which a model-free learner samples (MBPO)."""
+
+    config = dict(
+        real_ratio=0.05,  # fraction of real transitions in each policy batch
+        rollout_retain=4,  # imagination buffer keeps this many fills
+        rollout_batch_size=1000,  # rollouts started per fill
+        rollout_freq=250,  # env steps between two fills
+        img_buffer=dict(type="replay"),
+    )
+
+    def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
+        super().__init__(cfg, env_spec, logger, seed=seed)
+        c = self.cfg
+        if not 0.0 <= c.real_ratio <= 1.0:
+            raise ConfigError(f"world_model.real_ratio must be within [0, 1], got {c.real_ratio}")
+        for key in ("rollout_retain", "rollout_batch_size", "rollout_freq"):
+            if c[key] < 1:
+                raise ConfigError(f"world_model.{key} must be >= 1, got {c[key]}")
+        self.last_fill_envstep = 0
+
+    def img_buffer_capacity(self, envstep: int) -> int:
+        """Rollout length x rollout batch x retain at ``envstep``."""
+        return self.rollout_length(envstep) * self.cfg.rollout_batch_size * self.cfg.rollout_retain
+
+    def make_img_buffer(self, envstep: int = 0) -> Any:
+        obs_shape = self.observation_space.shape
+        action_shape = self.action_space.shape
+        return BUFFER_REGISTRY.build(self.cfg.img_buffer, capacity=self.img_buffer_capacity(envstep),
+                                     obs_shape=obs_shape, action_shape=action_shape, seed=self.seed + 1)
+
+    def should_fill(self, envstep: int) -> bool:
+        """True once the model has trained, then once every ``rollout_freq`` env steps."""
+        if self.last_train_envstep == 0:
+            return False
+        if self.last_fill_envstep == 0 or envstep - self.last_fill_envstep >= self.cfg.rollout_freq:
+            self.last_fill_envstep = envstep
+            return True
+        return False
+
+    @torch.no_grad()
+    def fill_img_buffer(self, policy: Any, env_buffer: Any, img_buffer: Any, envstep: int,
+                        train_iter: int) -> Metrics:
+        """Start ``rollout_batch_size`` rollouts from real states and push their transitions.
+
+        Every branch runs as one batch; a branch stops at its predicted ``done``.
+        """
+        length = self.rollout_length(envstep)
+        img_buffer.set_capacity(self.img_buffer_capacity(envstep))
+        obs = env_buffer.sample(self.cfg.rollout_batch_size, device=self.device)["obs"]
+        pushed = 0
+        for _ in range(length):
+            action = policy.collect(obs)
+            reward, next_obs, done = self.step(obs, action)
+            img_buffer.push(obs, action, reward, next_obs, done, torch.zeros_like(done))
+            pushed += obs.shape[0]
+            alive = ~done
+            if not bool(alive.any()):
+                break
+            obs = next_obs[alive]
+        return {"rollout_length": float(length), "img_transitions_pushed": float(pushed),
+                "img_buffer_size": float(len(img_buffer))}
+
+    def sample(self, env_buffer: Any, img_buffer: Any, batch_size: int, train_iter: int) -> dict:
+        """A batch of ``real_ratio`` real and ``1 - real_ratio`` imagined transitions."""
+        n_img = 0 if len(img_buffer) == 0 else int(round(batch_size * (1.0 - self.cfg.real_ratio)))
+        n_real = batch_size - n_img
+        parts = []
+        if n_real:
+            parts.append(env_buffer.sample(n_real, device=self.device))
+        if n_img:
+            parts.append(img_buffer.sample(n_img, device=self.device))
+        if len(parts) == 1:
+            return parts[0]
+        return {key: torch.cat([p[key] for p in parts], dim=0) for key in parts[0]}
+
+    def policy_input(self, env_buffer: Any, img_buffer: Any, batch_size: int, train_iter: int) -> Any:
+        return self.sample(env_buffer, img_buffer, batch_size, train_iter)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["last_fill_envstep"] = self.last_fill_envstep
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
+        self.last_fill_envstep = int(state["last_fill_envstep"])
+
+
+ActorFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class DreamWorldModel(WorldModel):
+    """A model inside whose imagined rollouts the policy learns (Dreamer)."""
+
+    config = dict(rollout_length_scheduler=dict(type="constant", rollout_length=15))
+
+    def imagine_step(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One differentiable imagined step from a model state; ``step`` by default.
+
+        Shapes:
+            state: [B, S]; action: [B, A] -> reward [B], next_state [B, S], done [B]
+        """
+        return self.step(state, action)
+
+    def rollout(self, start: torch.Tensor, actor_fn: ActorFn, envstep: int,
+                horizon: int | None = None) -> tuple[torch.Tensor, ...]:
+        """Imagine ``horizon`` steps (the schedule's length by default) from ``start``.
+
+        The model's parameters take no gradient, but gradients flow through the
+        model into whatever ``actor_fn`` computed its actions with.
+
+        Shapes:
+            start: [B, S] -> states [N+1, B, S], actions [N+1, B, A], rewards [N, B],
+            aug_rewards [N+1, B], dones [N, B] (float), where states[0] is ``start``.
+        """
+        check_rank("start", start, 2)
+        horizon = self.rollout_length(envstep) if horizon is None else int(horizon)
+        states, actions, rewards, aug_rewards, dones = [start], [], [], [], []
+        state = start
+        with frozen(self.nets):
+            for _ in range(horizon):
+                action, aug_reward = actor_fn(state)
+                reward, state, done = self.imagine_step(state, action)
+                actions.append(action)
+                aug_rewards.append(aug_reward)
+                rewards.append(reward)
+                dones.append(done.to(reward.dtype))
+                states.append(state)
+            action, aug_reward = actor_fn(state)
+            actions.append(action)
+            aug_rewards.append(aug_reward)
+        return (torch.stack(states), torch.stack(actions), torch.stack(rewards),
+                torch.stack(aug_rewards), torch.stack(dones))
+
+    def policy_input(self, env_buffer: Any, img_buffer: Any, batch_size: int, train_iter: int) -> Any:
+        return self
+
+
+class HybridWorldModel(DynaWorldModel, DreamWorldModel):
+    """Both: fills an imagination buffer and expands value targets through the model."""
+
+    config = dict(rollout_length_scheduler=dict(type="constant", rollout_length=1))
+
+    def policy_input(self, env_buffer: Any, img_buffer: Any, batch_size: int, train_iter: int) -> Any:
+        return DynaWorldModel.policy_input(self, env_buffer, img_buffer, batch_size, train_iter)
+
+
+def space_dims(env_spec: Any) -> tuple[int, int]:
+    """Flat observation and action sizes of a Box/Discrete env spec."""
+    obs_dim = int(np.prod(env_spec.observation_space.shape))
+    space = env_spec.action_space
+    action_dim = int(space.n) if hasattr(space, "n") else int(np.prod(space.shape))
+    return obs_dim, action_dim

@@ -1,0 +1,7 @@
+"""Imports every built-in world model so that its registration runs."""
+import importlib
+
+BUILTIN_MODULES: tuple[str, ...] = ()
+
+for _module in BUILTIN_MODULES:
+    importlib.import_module(_module)

@@ -1,0 +1,74 @@
+"""SerialCollector: steps a vector env with the policy and pushes transitions to a buffer."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from worldmodels.envs import make_vector_env
+from worldmodels.utils import as_tensor
+
+
+class SerialCollector:
+    """Collects transitions from ``env_num`` copies of the env, one vector step at a time.
+
+    The first ``warmup_steps`` env steps take uniformly random actions. A
+    truncated episode's true final observation is stored as ``next_obs``.
+    """
+
+    def __init__(self, cfg: Mapping, env_cfg: Mapping, policy: Any, buffer: Any, *, seed: int) -> None:
+        self.cfg = cfg
+        self.policy = policy
+        self.buffer = buffer
+        self.env_num = int(cfg["env_num"])
+        self.warmup_steps = int(cfg["warmup_steps"])
+        self.envs = make_vector_env(env_cfg, self.env_num, cfg["vector"])
+        self.envs.action_space.seed(seed)
+        self.obs, _ = self.envs.reset(seed=[seed + i for i in range(self.env_num)])
+        self.discrete = hasattr(self.envs.single_action_space, "n")
+        self.envstep = 0
+        self.episode_return = np.zeros(self.env_num)
+        self.episode_length = np.zeros(self.env_num, dtype=np.int64)
+        self.finished_returns: list[float] = []
+
+    def _actions(self) -> np.ndarray:
+        if self.envstep < self.warmup_steps:
+            return self.envs.action_space.sample()
+        obs = as_tensor(self.obs, self.policy.device)
+        action = self.policy.collect(obs)
+        return action.detach().cpu().numpy()
+
+    def step(self) -> int:
+        """One vector step (``env_num`` env steps); returns the number of env steps taken."""
+        actions = self._actions()
+        next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+        done = terminated | truncated
+        stored_next = next_obs
+        if done.any() and "final_obs" in info:
+            stored_next = next_obs.copy()
+            for i in np.flatnonzero(info["_final_obs"]):
+                stored_next[i] = info["final_obs"][i]
+        self.buffer.push(self.obs, actions, reward, stored_next, terminated, truncated)
+        self.episode_return += reward
+        self.episode_length += 1
+        if done.any():
+            self.finished_returns.extend(self.episode_return[done].tolist())
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
+            self.policy.reset(torch.as_tensor(done))
+        self.obs = next_obs
+        self.envstep += self.env_num
+        return self.env_num
+
+    def pop_episode_stats(self) -> dict[str, float]:
+        """Mean return of the training episodes finished since the last call."""
+        if not self.finished_returns:
+            return {}
+        stats = {"episode_return": float(np.mean(self.finished_returns)),
+                 "episodes": float(len(self.finished_returns))}
+        self.finished_returns = []
+        return stats
+
+    def close(self) -> None:
+        self.envs.close()

@@ -1,0 +1,62 @@
+"""Learner: runs policy updates at the ratio the config sets."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+
+class Learner:
+    """Policy updates: ``updates_per_step`` per env step (fractions carry over), once
+    the collector's warm-up is over. The data of each update comes from the world
+    model (``policy_input``) or, without one, from the env buffer.
+    """
+
+    def __init__(self, cfg: Mapping, policy: Any, world_model: Any, env_buffer: Any, img_buffer: Any,
+                 logger: Any, *, start_step: int) -> None:
+        self.cfg = cfg
+        self.policy = policy
+        self.world_model = world_model
+        self.env_buffer = env_buffer
+        self.img_buffer = img_buffer
+        self.logger = logger
+        self.start_step = int(start_step)
+        self.update_debt = 0.0
+        self.train_iter = 0
+        self._metrics: list[dict[str, float]] = []
+
+    def batch(self) -> Any:
+        size = int(self.cfg["batch_size"])
+        if self.world_model is None:
+            return self.env_buffer.sample(size, device=self.policy.device)
+        return self.world_model.policy_input(self.env_buffer, self.img_buffer, size, self.train_iter)
+
+    def train(self, envstep: int, new_steps: int) -> int:
+        """Run the updates owed for ``new_steps`` new env steps; returns how many ran."""
+        if envstep < self.start_step or len(self.env_buffer) < self.cfg["batch_size"]:
+            return 0
+        self.update_debt += new_steps * float(self.cfg["updates_per_step"])
+        count = int(self.update_debt)
+        self.update_debt -= count
+        for _ in range(count):
+            self._metrics.append(self.policy.learn(self.batch()))
+            self.train_iter += 1
+            if self.train_iter % int(self.cfg["log_every"]) == 0:
+                self.flush(envstep)
+        return count
+
+    def flush(self, envstep: int) -> None:
+        """Log the mean of the metrics gathered since the last flush."""
+        if not self._metrics or self.logger is None:
+            return
+        keys = self._metrics[0].keys()
+        means = {k: float(np.mean([m[k] for m in self._metrics if k in m])) for k in keys}
+        self.logger.log_scalars("policy", means, envstep)
+        self._metrics = []
+
+    def state_dict(self) -> dict:
+        return {"update_debt": self.update_debt, "train_iter": self.train_iter}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.update_debt = float(state["update_debt"])
+        self.train_iter = int(state["train_iter"])

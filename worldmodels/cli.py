@@ -1,0 +1,124 @@
+"""The ``worldmodels`` command line: train, config, list."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from registry import ALL_REGISTRIES, RegistryError
+from worldmodels.config import ConfigError, to_plain
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, RegistryError)
+
+
+class UsageError(Exception):
+    """A command-line argument that is not valid."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line instead of usage + exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a shipped config name (see 'worldmodels list') or a path to a .py file")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one value, e.g. --set policy.actor_lr=1e-3 (repeatable)")
+    parser.add_argument("--preset", default=None, help="apply a preset of the config, e.g. debug")
+    parser.add_argument("--seed", type=_int, default=None, help="random seed")
+    parser.add_argument("--env-steps", type=_positive_int, default=None, help="total env steps of the run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="worldmodels", description="Model-based reinforcement learning from config files.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    train = commands.add_parser("train", help="train an agent from a config")
+    _add_config_args(train)
+    train.add_argument("--out", default="runs", help="parent directory of run directories (default: runs)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    config = commands.add_parser("config", help="print the resolved config as JSON")
+    _add_config_args(config)
+
+    commands.add_parser("list", help="list shipped configs and every registered name")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from worldmodels.experiment import compose_config
+    from workers.pipeline import serial_pipeline
+
+    cfg = compose_config(args.config, args.preset, args.sets, args.seed, args.env_steps)
+    result = serial_pipeline(cfg, out_dir=args.out, show_progress=not args.no_progress)
+    print(f"finished {result['env_steps']} env steps in {result['wall_time']:.1f} s "
+          f"({result['env_steps_per_s']:.0f} env steps/s, {result['train_iter']} policy updates)")
+    print(f"final eval return {result['eval_return_mean']:.1f} ± {result['eval_return_std']:.1f} "
+          f"over {result['eval_episodes']} episodes")
+    print(f"run directory: {result['run_dir']}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from worldmodels.experiment import compose_config
+
+    cfg = compose_config(args.config, args.preset, args.sets, args.seed, args.env_steps)
+    print(json.dumps(to_plain(cfg), indent=2))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from worldmodels.experiment import shipped_config_names
+
+    print("configs: " + ", ".join(shipped_config_names()))
+    for kind, registry in ALL_REGISTRIES.items():
+        print(f"{kind}: " + (", ".join(registry.names()) or "(none)"))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "config": cmd_config, "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; a user error prints one line to stderr and returns 2."""
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as err:
+        print(f"worldmodels: error: {err}", file=sys.stderr)
+        return 2
+    except USER_ERRORS as err:
+        print(f"worldmodels: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. output piped into `head`
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except KeyboardInterrupt:
+        print("worldmodels: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Environment construction from config: gymnasium ids, registered wrappers, vector envs."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import gymnasium as gym
+
+from registry import ENV_REGISTRY, RegistryError, closest_match
+from worldmodels.config import ConfigError
+
+try:  # termination functions live in the env registry
+    import worldmodels.termination  # noqa: F401
+except ModuleNotFoundError as err:  # pragma: no cover - only while the module is absent
+    if err.name != "worldmodels.termination":
+        raise
+
+VECTOR_MODES = ("sync", "async")
+
+
+def check_env_id(env_id: Any) -> str:
+    """Raise a ConfigError naming close gymnasium ids when ``env_id`` is not registered."""
+    if not isinstance(env_id, str) or not env_id:
+        raise ConfigError(f"env.id must be a gymnasium environment id such as 'Pendulum-v1', got {env_id!r}")
+    if env_id not in gym.registry:
+        hint = closest_match(env_id, gym.registry.keys())
+        hint_text = f"; did you mean '{hint}'?" if hint else ""
+        raise ConfigError(f"unknown env.id '{env_id}'{hint_text} (any gymnasium id is valid)")
+    return env_id
+
+
+def _wrapper_specs(wrappers: Any) -> list[tuple[str, dict]]:
+    specs = []
+    for item in wrappers or []:
+        if isinstance(item, str):
+            specs.append((item, {}))
+        elif isinstance(item, Mapping) and "type" in item:
+            specs.append((item["type"], {k: v for k, v in item.items() if k != "type"}))
+        else:
+            raise ConfigError(f"env.wrappers entries are names or dicts with a 'type', got {item!r}")
+    return specs
+
+
+def make_env(env_cfg: Mapping, render_mode: str | None = None) -> gym.Env:
+    """One gymnasium env from an ``env`` config section (id, kwargs, max_episode_steps, wrappers)."""
+    env_id = check_env_id(env_cfg["id"])
+    kwargs = dict(env_cfg.get("kwargs") or {})
+    if env_cfg.get("max_episode_steps"):
+        kwargs["max_episode_steps"] = int(env_cfg["max_episode_steps"])
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    try:
+        env = gym.make(env_id, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"env.kwargs {dict(env_cfg.get('kwargs') or {})} not accepted by '{env_id}': {err}") from None
+    for name, options in _wrapper_specs(env_cfg.get("wrappers")):
+        try:
+            wrapper = ENV_REGISTRY.get(name)
+        except RegistryError as err:
+            raise ConfigError(f"env.wrappers: {err}") from None
+        env = wrapper(env, **options)
+    return env
+
+
+def make_vector_env(env_cfg: Mapping, num_envs: int, mode: str = "sync") -> gym.vector.VectorEnv:
+    """``num_envs`` copies of the env; a finished episode resets in the same step and its
+    final observation is in ``info['final_obs']``.
+    """
+    if mode not in VECTOR_MODES:
+        raise ConfigError(f"collector.vector must be one of {', '.join(VECTOR_MODES)}, got {mode!r}")
+    if num_envs < 1:
+        raise ConfigError(f"collector.env_num must be >= 1, got {num_envs}")
+    check_env_id(env_cfg["id"])
+    factories = [lambda: make_env(env_cfg) for _ in range(num_envs)]
+    vector_cls = gym.vector.SyncVectorEnv if mode == "sync" else gym.vector.AsyncVectorEnv
+    return vector_cls(factories, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def env_base_name(env_id: str) -> str:
+    """'Hopper-v5' -> 'Hopper'."""
+    return env_id.split("/")[-1].rsplit("-v", 1)[0]

@@ -1,0 +1,185 @@
+"""Experiment configs: find a config file, apply a preset and overrides, resolve and validate."""
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from easydict import EasyDict
+
+from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY, RegistryError, closest_match
+from registry.registry import import_module_or_file
+from worldmodels.config import ConfigError, deep_update, merge_config, to_plain
+from worldmodels.envs import VECTOR_MODES, check_env_id
+from worldmodels.utils import DEVICE_CHOICES
+
+PIPELINE_DEFAULTS: dict = dict(
+    exp_name="experiment",  # runs go to <out>/<exp_name>/<stamp>/
+    seed=0,
+    device="cpu",  # cpu | cuda | auto; components with device None inherit it
+    num_threads=0,  # torch CPU threads; 0 leaves torch's default
+    env_steps=10_000,  # total env steps of the run
+    checkpoint_every=0,  # env steps between checkpoints; 0: only at the end
+    env=dict(id=None, kwargs={}, max_episode_steps=None, wrappers=[]),
+    collector=dict(env_num=1, vector="sync", warmup_steps=1000),
+    buffer=dict(type="replay", import_names=[], capacity=1_000_000),
+    policy=dict(type="sac"),
+    world_model=None,
+    learner=dict(batch_size=256, updates_per_step=1.0, log_every=100),
+    evaluator=dict(eval_freq=1000, n_episodes=5),
+)
+
+
+def shipped_config_names() -> list[str]:
+    """Names of the configs shipped in the ``configs`` package."""
+    files = resources.files("configs")
+    return sorted(p.name[:-3] for p in files.iterdir() if p.name.endswith(".py") and not p.name.startswith("_"))
+
+
+def find_config(name_or_path: str) -> Path:
+    """A shipped config by bare name, or a path to a ``.py`` file."""
+    path = Path(name_or_path).expanduser()
+    if name_or_path.endswith(".py") or "/" in name_or_path:
+        if not path.is_file():
+            raise ConfigError(f"config file '{name_or_path}' does not exist")
+        return path
+    names = shipped_config_names()
+    if name_or_path not in names:
+        hint = closest_match(name_or_path, names)
+        hint_text = f"; did you mean '{hint}'?" if hint else ""
+        raise ConfigError(f"unknown config '{name_or_path}'{hint_text} "
+                          f"(shipped configs: {', '.join(names)}; or give a path to a .py file)")
+    return Path(str(resources.files("configs") / f"{name_or_path}.py"))
+
+
+def load_config_file(name_or_path: str) -> tuple[dict, dict]:
+    """``(config, presets)`` defined by a config file."""
+    path = find_config(name_or_path)
+    spec = importlib.util.spec_from_file_location(f"worldmodels_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        raise ConfigError(f"config file '{path}' failed to load: {type(err).__name__}: {err}") from None
+    config = getattr(module, "config", None)
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"config file '{path}' must define a dict named 'config'")
+    presets = getattr(module, "presets", {}) or {}
+    return copy.deepcopy(dict(config)), copy.deepcopy(dict(presets))
+
+
+def parse_value(text: str) -> Any:
+    """A Python literal where ``text`` parses as one, else the plain string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_overrides(items: Iterable[str]) -> dict:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``."""
+    overrides: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value (e.g. policy.actor_lr=1e-3), got '{item}'")
+        parts = key.strip().split(".")
+        node = overrides
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set '{item}' conflicts with another --set of '{part}'")
+        node[parts[-1]] = parse_value(text)
+    return overrides
+
+
+def _merge_overrides(config: dict, overrides: Mapping) -> dict:
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(config.get(key), Mapping):
+            config[key] = _merge_overrides(dict(config[key]), value)
+        else:
+            config[key] = copy.deepcopy(value)
+    return config
+
+
+def compose_config(name_or_path: str, preset: str | None = None, sets: Iterable[str] = (),
+                   seed: int | None = None, env_steps: int | None = None) -> EasyDict:
+    """Load a config file, apply a preset, ``--set`` overrides, seed and step budget; resolve it."""
+    config, presets = load_config_file(name_or_path)
+    if preset is not None:
+        if preset not in presets:
+            valid = ", ".join(sorted(presets)) or "none"
+            raise ConfigError(f"unknown preset '{preset}' for config '{name_or_path}' (presets: {valid})")
+        config = _merge_overrides(config, presets[preset])
+    config = _merge_overrides(config, parse_overrides(sets))
+    if seed is not None:
+        config["seed"] = seed
+    if env_steps is not None:
+        config["env_steps"] = env_steps
+    return resolve_config(config)
+
+
+def _resolve_component(registry: Any, section: str, cfg: Any) -> EasyDict:
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"config section '{section}' must be a dict with a 'type', got {cfg!r}")
+    if "type" not in cfg:
+        raise ConfigError(f"config section '{section}' needs a 'type' (one of: {', '.join(registry.names())})")
+    for module in cfg.get("import_names") or []:
+        import_module_or_file(module)
+    target = registry.get(cfg["type"])
+    if hasattr(target, "merge_config"):
+        return target.merge_config(cfg, prefix=section)
+    return EasyDict(copy.deepcopy(dict(cfg)))
+
+
+def _check_positive(cfg: Mapping, key: str, minimum: float = 1) -> None:
+    section, _, name = key.rpartition(".")
+    value = (cfg[section] if section else cfg)[name]
+    if value < minimum:
+        raise ConfigError(f"config key '{key}' must be >= {minimum}, got {value}")
+
+
+def resolve_config(raw: Mapping) -> EasyDict:
+    """Merge a config over the pipeline defaults and each component's defaults; validate.
+
+    Raises:
+        ConfigError / RegistryError: naming the bad key or value and the valid choices.
+    """
+    defaults = copy.deepcopy(PIPELINE_DEFAULTS)
+    open_sections = {key: raw[key] for key in ("policy", "world_model", "buffer") if key in raw}
+    rest = {k: v for k, v in raw.items() if k not in open_sections}
+    cfg = merge_config({k: v for k, v in defaults.items() if k not in open_sections}, rest)
+    cfg.policy = _resolve_component(POLICY_REGISTRY, "policy", open_sections.get("policy", defaults["policy"]))
+    wm_cfg = open_sections.get("world_model")
+    cfg.world_model = None if wm_cfg is None else _resolve_component(WORLD_MODEL_REGISTRY, "world_model", wm_cfg)
+    buffer_cfg = deep_update(copy.deepcopy(defaults["buffer"]), open_sections.get("buffer") or {})
+    _resolve_component(BUFFER_REGISTRY, "buffer", buffer_cfg)
+    cfg.buffer = EasyDict(buffer_cfg)
+    check_env_id(cfg.env.id)
+    if cfg.device not in DEVICE_CHOICES:
+        raise ConfigError(f"config key 'device' must be one of {', '.join(DEVICE_CHOICES)}, got {cfg.device!r}")
+    if cfg.collector.vector not in VECTOR_MODES:
+        raise ConfigError(f"config key 'collector.vector' must be one of {', '.join(VECTOR_MODES)}, "
+                          f"got {cfg.collector.vector!r}")
+    for key in ("env_steps", "collector.env_num", "learner.batch_size", "learner.log_every",
+                "evaluator.eval_freq", "evaluator.n_episodes", "buffer.capacity"):
+        _check_positive(cfg, key)
+    for key in ("collector.warmup_steps", "checkpoint_every", "num_threads", "learner.updates_per_step"):
+        _check_positive(cfg, key, minimum=0)
+    if "env_id" in (cfg.world_model or {}) and cfg.world_model.env_id is None:
+        cfg.world_model.env_id = cfg.env.id
+    for section in ("policy", "world_model"):
+        if cfg[section] is not None and cfg[section].get("device", "unset") is None:
+            cfg[section].device = cfg.device
+    return cfg
+
+
+def config_to_json_ready(cfg: Mapping) -> dict:
+    return to_plain(cfg)
+
+
+__all__ = ["PIPELINE_DEFAULTS", "RegistryError", "compose_config", "find_config", "load_config_file",
+           "parse_overrides", "parse_value", "resolve_config", "shipped_config_names"]

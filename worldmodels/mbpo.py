@@ -1,0 +1,612 @@
+"""MBPO: a probabilistic ensemble of MLPs as a Dyna world model (Janner et al., 2019).
+
+Three objects, one job each:
+
+- ``ProbabilisticEnsemble``: E independent MLPs run as one batched forward
+  (weights are ``[E, in, out]`` tensors, ``torch.baddbmm``), each predicting a
+  diagonal Gaussian over ``[reward, next_obs - obs]`` with a soft-bounded
+  log-variance, plus an optional termination logit.
+- ``EnsembleTrainer``: fits an ensemble to a dataset: Gaussian NLL with the
+  log-variance bound regulariser and per-layer weight decay, a holdout split,
+  bootstrapped and independently shuffled batches per member, early stopping
+  with per-member best snapshots, bounded epochs and holdout size, elites by
+  holdout error.
+- ``MbpoWorldModel`` (registered as ``mbpo``): reads the replay buffer, trains
+  on schedule, and steps imagined transitions (one elite per row, sampled with
+  the model's own generator; termination from the env registry or the learned
+  head).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from registry import WORLD_MODEL_REGISTRY
+from worldmodels.base import DynaWorldModel, Metrics
+from worldmodels.config import ConfigError
+from worldmodels.nets import activation
+from worldmodels.termination import TerminationFn, termination_fn
+from worldmodels.utils import check_rank
+
+TERMINATION_MODES = ("auto", "registry", "learned", "none")
+
+
+class EnsembleLinear(nn.Module):
+    """``ensemble_size`` independent affine maps applied in one batched matmul.
+
+    Weights are drawn from a truncated normal with std ``1 / (2 sqrt(in_dim))``
+    (as MBPO), each member from its own draws of ``generator``.
+
+    Shapes:
+        input [E, B, in_dim] -> output [E, B, out_dim]; with ``members`` (K indices),
+        input [K, B, in_dim] -> output [K, B, out_dim]
+    """
+
+    def __init__(self, ensemble_size: int, in_dim: int, out_dim: int, generator: torch.Generator) -> None:
+        super().__init__()
+        std = 1.0 / (2.0 * math.sqrt(in_dim))
+        weight = torch.empty(ensemble_size, in_dim, out_dim)
+        nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std, generator=generator)
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, out_dim))
+
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if members is not None:
+            weight, bias = weight.index_select(0, members), bias.index_select(0, members)
+        return torch.baddbmm(bias, x, weight)
+
+
+class ProbabilisticEnsemble(nn.Module):
+    """E MLPs, each mapping normalised ``[obs, action]`` to a diagonal Gaussian (and a logit).
+
+    Outputs are soft-bounded log-variances between the learned ``min_logvar``
+    and ``max_logvar`` (shared by the members, as in MBPO). Input mean and std
+    are buffers fitted on data (``fit_input_normalizer``); ``elites`` holds the
+    indices of the members used for prediction.
+
+    Args:
+        in_dim: input size (obs + action).
+        gaussian_dim: size of the predicted Gaussian (1 reward + obs deltas).
+        logit_dim: extra unbounded outputs (1 for a learned termination head, else 0).
+        ensemble_size: number of members E.
+        elite_size: number of elites K <= E.
+        hidden_sizes: widths of the hidden layers.
+        act: activation name (see ``worldmodels.nets.ACTIVATIONS``).
+        seed: seeds the members' initialisation.
+    """
+
+    def __init__(self, in_dim: int, gaussian_dim: int, logit_dim: int = 0, *, ensemble_size: int = 7,
+                 elite_size: int = 5, hidden_sizes: Sequence[int] = (200, 200, 200, 200), act: str = "silu",
+                 seed: int = 0) -> None:
+        super().__init__()
+        if not 1 <= elite_size <= ensemble_size:
+            raise ConfigError(f"need 1 <= elite_size <= ensemble_size, got {elite_size} and {ensemble_size}")
+        self.in_dim, self.gaussian_dim, self.logit_dim = in_dim, gaussian_dim, logit_dim
+        self.ensemble_size, self.elite_size = ensemble_size, elite_size
+        generator = torch.Generator().manual_seed(int(seed))
+        widths = [in_dim, *hidden_sizes, 2 * gaussian_dim + logit_dim]
+        self.layers = nn.ModuleList(EnsembleLinear(ensemble_size, a, b, generator)
+                                    for a, b in pairwise(widths))
+        self.activation = activation(act)()
+        self.max_logvar = nn.Parameter(torch.full((1, 1, gaussian_dim), 0.5))
+        self.min_logvar = nn.Parameter(torch.full((1, 1, gaussian_dim), -10.0))
+        self.register_buffer("input_mean", torch.zeros(in_dim))
+        self.register_buffer("input_std", torch.ones(in_dim))
+        self.register_buffer("elites", torch.arange(elite_size))
+
+    @torch.no_grad()
+    def fit_input_normalizer(self, inputs: torch.Tensor) -> None:
+        """Set the input mean and std from data; a constant input keeps std 1.
+
+        Shapes:
+            inputs: [N, in_dim]
+        """
+        check_rank("inputs", inputs, 2)
+        self.input_mean.copy_(inputs.mean(dim=0))
+        std = inputs.std(dim=0, unbiased=False) if inputs.shape[0] > 1 else torch.ones_like(self.input_std)
+        self.input_std.copy_(torch.where(std < 1e-12, torch.ones_like(std), std))
+
+    def forward(self, inputs: torch.Tensor, members: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-member Gaussian mean, bounded log-variance and logits.
+
+        Args:
+            inputs: raw (unnormalised) ``[obs, action]``, one batch per member or
+                one batch shared by all members.
+            members: run only these members (K indices); all E when None.
+
+        Shapes:
+            inputs: [M, B, in_dim] or [B, in_dim], M = K if ``members`` else E
+            -> mean [M, B, G], logvar [M, B, G], logits [M, B, L]
+        """
+        count = self.ensemble_size if members is None else members.shape[0]
+        if inputs.dim() == 2:
+            inputs = inputs.unsqueeze(0).expand(count, -1, -1)
+        check_rank("inputs", inputs, 3)
+        if inputs.shape[0] != count or inputs.shape[-1] != self.in_dim:
+            raise ValueError(f"inputs must have shape [{count}, B, {self.in_dim}], got {tuple(inputs.shape)}")
+        x = (inputs - self.input_mean) / self.input_std
+        for layer in self.layers[:-1]:
+            x = self.activation(layer(x, members))
+        out = self.layers[-1](x, members)
+        g = self.gaussian_dim
+        mean, raw_logvar, logits = out[..., :g], out[..., g:2 * g], out[..., 2 * g:]
+        logvar = self.max_logvar - F.softplus(self.max_logvar - raw_logvar)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return mean, logvar, logits
+
+    def weight_decay_loss(self, decays: Sequence[float]) -> torch.Tensor:
+        """``sum_l decay_l * ||W_l||^2 / 2`` over the layers' weights (not biases)."""
+        return sum(decay * 0.5 * layer.weight.pow(2).sum() for decay, layer in zip(decays, self.layers))
+
+    def logvar_bound_loss(self) -> torch.Tensor:
+        """Pushes the learned bounds together: ``sum(max_logvar) - sum(min_logvar)``."""
+        return self.max_logvar.sum() - self.min_logvar.sum()
+
+    def member_parameters(self) -> list[nn.Parameter]:
+        """Parameters with a leading ensemble dimension (one slice per member)."""
+        return [p for layer in self.layers for p in (layer.weight, layer.bias)]
+
+
+def gaussian_nll(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-member Gaussian negative log-likelihood without the constant, averaged over batch and dims.
+
+    Shapes:
+        mean, logvar, target: [E, B, G] -> [E]
+    """
+    check_rank("mean", mean, 3)
+    return ((mean - target).pow(2) * torch.exp(-logvar) + logvar).mean(dim=(1, 2))
+
+
+def squared_error(mean: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-member mean squared error.
+
+    Shapes:
+        mean, target: [E, B, G] -> [E]
+    """
+    check_rank("mean", mean, 3)
+    return (mean - target).pow(2).mean(dim=(1, 2))
+
+
+@dataclass
+class Dataset:
+    """Model inputs and targets; ``terminated`` only where a termination head learns.
+
+    Shapes:
+        inputs [N, in_dim], targets [N, G], terminated [N] or None
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    terminated: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def subset(self, index: torch.Tensor) -> Dataset:
+        terminated = None if self.terminated is None else self.terminated[index]
+        return Dataset(self.inputs[index], self.targets[index], terminated)
+
+
+class EnsembleTrainer:
+    """Fits a ``ProbabilisticEnsemble``: holdout split, bootstrap, early stopping, elites.
+
+    Each call to ``fit`` re-splits the data (holdout capped at ``max_holdout``),
+    refits the input normaliser on the training part, draws each member's own
+    bootstrap sample, and trains until no member improved its holdout MSE by
+    ``improvement_threshold`` (relative) for ``max_epochs_since_update``
+    epochs, or ``max_epochs`` / ``max_train_steps`` run out. Each member ends
+    with its best weights; elites are the members of lowest holdout MSE.
+
+    Args:
+        ensemble: the model to train.
+        generator: shuffling, splitting and bootstrap randomness.
+        All other arguments are hyper-parameters as in ``MbpoWorldModel.config``.
+    """
+
+    def __init__(self, ensemble: ProbabilisticEnsemble, generator: torch.Generator, *, learning_rate: float = 1e-3,
+                 weight_decays: Sequence[float] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4), batch_size: int = 256,
+                 holdout_ratio: float = 0.2, max_holdout: int = 5000, max_epochs: int = 50,
+                 max_epochs_since_update: int = 5, improvement_threshold: float = 0.01,
+                 max_train_steps: int | None = None, bootstrap: bool = True, logvar_bound_coef: float = 0.01,
+                 termination_coef: float = 1.0) -> None:
+        if len(weight_decays) != len(ensemble.layers):
+            raise ConfigError(f"world_model.weight_decays needs one value per layer ({len(ensemble.layers)}: "
+                              f"hidden layers + output), got {len(weight_decays)}")
+        if not 0.0 <= holdout_ratio < 1.0:
+            raise ConfigError(f"world_model.holdout_ratio must be within [0, 1), got {holdout_ratio}")
+        for name, value in (("batch_size", batch_size), ("max_epochs", max_epochs),
+                            ("max_epochs_since_update", max_epochs_since_update)):
+            if value < 1:
+                raise ConfigError(f"world_model.{name} must be >= 1, got {value}")
+        self.ensemble = ensemble
+        self.generator = generator
+        self.weight_decays = list(weight_decays)
+        self.batch_size = int(batch_size)
+        self.holdout_ratio = float(holdout_ratio)
+        self.max_holdout = int(max_holdout)
+        self.max_epochs = int(max_epochs)
+        self.max_epochs_since_update = int(max_epochs_since_update)
+        self.improvement_threshold = float(improvement_threshold)
+        self.max_train_steps = None if max_train_steps is None else int(max_train_steps)
+        self.bootstrap = bool(bootstrap)
+        self.logvar_bound_coef = float(logvar_bound_coef)
+        self.termination_coef = float(termination_coef)
+        self.optimizer = torch.optim.Adam(ensemble.parameters(), lr=learning_rate)
+
+    # -- losses ---------------------------------------------------------
+    def loss(self, batch: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training loss of one batch per member: sum of members' NLL + regularisers.
+
+        Shapes:
+            batch.inputs [E, B, in], batch.targets [E, B, G], batch.terminated [E, B]
+            -> loss [], nll [E], mse [E]
+        """
+        mean, logvar, logits = self.ensemble(batch.inputs)
+        nll = gaussian_nll(mean, logvar, batch.targets)
+        loss = nll.sum() + self.logvar_bound_coef * self.ensemble.logvar_bound_loss()
+        loss = loss + self.ensemble.weight_decay_loss(self.weight_decays)
+        if batch.terminated is not None and self.ensemble.logit_dim:
+            bce = F.binary_cross_entropy_with_logits(logits[..., 0], batch.terminated, reduction="none")
+            loss = loss + self.termination_coef * bce.mean(dim=1).sum()
+        return loss, nll.detach(), squared_error(mean, batch.targets).detach()
+
+    @torch.no_grad()
+    def evaluate(self, data: Dataset, chunk: int = 8192) -> dict[str, torch.Tensor]:
+        """Per-member MSE and NLL on ``data`` (the same rows for every member).
+
+        Shapes:
+            data.inputs [N, in] -> {"mse": [E], "nll": [E], "termination_accuracy": [E] (with a head)}
+        """
+        sums: dict[str, torch.Tensor] = {}
+        for start in range(0, len(data), chunk):
+            part = data.subset(torch.arange(start, min(start + chunk, len(data)), device=data.inputs.device))
+            mean, logvar, logits = self.ensemble(part.inputs)
+            target = part.targets.unsqueeze(0).expand_as(mean)
+            weight = len(part)
+            values = {"mse": squared_error(mean, target) * weight, "nll": gaussian_nll(mean, logvar, target) * weight}
+            if part.terminated is not None and self.ensemble.logit_dim:
+                correct = ((logits[..., 0] > 0).float() == part.terminated.unsqueeze(0)).float()
+                values["termination_accuracy"] = correct.sum(dim=1)
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0) + value
+        return {key: value / len(data) for key, value in sums.items()}
+
+    # -- fitting --------------------------------------------------------
+    def split(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random train and holdout indices; holdout is ``holdout_ratio`` of ``size``, at most ``max_holdout``."""
+        device = self.ensemble.input_mean.device
+        perm = torch.randperm(size, generator=self.generator, device=device)
+        n_holdout = min(int(size * self.holdout_ratio), self.max_holdout, size - 1)
+        return perm[n_holdout:], perm[:n_holdout]
+
+    def member_indices(self, train_size: int) -> torch.Tensor:
+        """Each member's own sample of training rows (bootstrap with replacement, or all rows).
+
+        Shapes:
+            -> [E, train_size]
+        """
+        device = self.ensemble.input_mean.device
+        size = (self.ensemble.ensemble_size, train_size)
+        if self.bootstrap:
+            return torch.randint(0, train_size, size, generator=self.generator, device=device)
+        return torch.arange(train_size, device=device).expand(size)
+
+    def shuffled(self, member_index: torch.Tensor) -> torch.Tensor:
+        """``member_index`` with each member's row order permuted independently."""
+        noise = torch.rand(member_index.shape, generator=self.generator, device=member_index.device)
+        return member_index.gather(1, noise.argsort(dim=1))
+
+    def fit(self, data: Dataset) -> Metrics:
+        """Train on ``data`` with a fresh holdout split; returns scalar metrics.
+
+        Shapes:
+            data.inputs [N, in], data.targets [N, G], data.terminated [N] or None
+        """
+        start_time = time.perf_counter()
+        if len(data) < 2:
+            raise ValueError(f"the ensemble needs at least 2 transitions to train, got {len(data)}")
+        train_index, holdout_index = self.split(len(data))
+        train, holdout = data.subset(train_index), data.subset(holdout_index)
+        if len(holdout) == 0:
+            holdout = train  # no split asked for: stop and choose elites on the training data
+        self.ensemble.fit_input_normalizer(train.inputs)
+        member_index = self.member_indices(len(train))
+
+        best = self.evaluate(holdout)["mse"]
+        snapshot = [p.detach().clone() for p in self.ensemble.member_parameters()]
+        epochs = steps = epochs_since_update = 0
+        train_nll = train_mse = torch.zeros(self.ensemble.ensemble_size)
+        while epochs < self.max_epochs and not self._out_of_steps(steps):
+            train_nll, train_mse, steps = self._epoch(train, self.shuffled(member_index), steps)
+            epochs += 1
+            current = self.evaluate(holdout)["mse"]
+            improved = (best - current) / best.clamp_min(1e-12) > self.improvement_threshold
+            if bool(improved.any()):
+                best = torch.where(improved, current, best)
+                self._save_members(snapshot, improved)
+                epochs_since_update = 0
+            else:
+                epochs_since_update += 1
+            if epochs_since_update >= self.max_epochs_since_update:
+                break
+        self._restore_members(snapshot)
+        final = self.evaluate(holdout)
+        self.ensemble.elites.copy_(final["mse"].argsort()[: self.ensemble.elite_size])
+        return self._metrics(final, train_nll, train_mse, epochs, steps, len(train), len(holdout_index),
+                             time.perf_counter() - start_time)
+
+    def _out_of_steps(self, steps: int) -> bool:
+        return self.max_train_steps is not None and steps >= self.max_train_steps
+
+    def _epoch(self, train: Dataset, order: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One pass over every member's rows in ``order``; returns mean NLL and MSE per member."""
+        nll_sum = mse_sum = 0
+        batches = 0
+        for start in range(0, order.shape[1], self.batch_size):
+            if self._out_of_steps(steps):
+                break
+            batch = train.subset(order[:, start:start + self.batch_size])
+            loss, nll, mse = self.loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            nll_sum, mse_sum, batches, steps = nll_sum + nll, mse_sum + mse, batches + 1, steps + 1
+        return nll_sum / max(batches, 1), mse_sum / max(batches, 1), steps
+
+    @torch.no_grad()
+    def _save_members(self, snapshot: list[torch.Tensor], members: torch.Tensor) -> None:
+        for saved, param in zip(snapshot, self.ensemble.member_parameters()):
+            saved[members] = param[members]
+
+    @torch.no_grad()
+    def _restore_members(self, snapshot: list[torch.Tensor]) -> None:
+        for saved, param in zip(snapshot, self.ensemble.member_parameters()):
+            param.copy_(saved)
+
+    def _metrics(self, final: dict[str, torch.Tensor], train_nll: torch.Tensor, train_mse: torch.Tensor,
+                 epochs: int, steps: int, n_train: int, n_holdout: int, seconds: float) -> Metrics:
+        elites = self.ensemble.elites
+        metrics = {
+            "train_nll": float(torch.as_tensor(train_nll).mean()),
+            "train_mse": float(torch.as_tensor(train_mse).mean()),
+            "holdout_nll": float(final["nll"][elites].mean()),
+            "holdout_mse": float(final["mse"][elites].mean()),
+            "holdout_mse_all": float(final["mse"].mean()),
+            "epochs": float(epochs),
+            "train_steps": float(steps),
+            "train_samples": float(n_train),
+            "holdout_samples": float(n_holdout),
+            "train_seconds": seconds,
+            "max_logvar": float(self.ensemble.max_logvar.detach().mean()),
+            "min_logvar": float(self.ensemble.min_logvar.detach().mean()),
+        }
+        if "termination_accuracy" in final:
+            metrics["holdout_termination_accuracy"] = float(final["termination_accuracy"][elites].mean())
+        for rank, member in enumerate(elites.tolist()):
+            metrics[f"elite_{rank}"] = float(member)
+        return metrics
+
+
+@WORLD_MODEL_REGISTRY.register("mbpo")
+class MbpoWorldModel(DynaWorldModel):
+    """MBPO's Dyna world model: a probabilistic ensemble that fills the imagination buffer.
+
+    ``step`` predicts ``reward`` and ``next_obs = obs + delta`` from one elite
+    per row (chosen with ``self.generator``), sampled from its Gaussian or its
+    mean (``deterministic``). ``done`` comes from the env registry's
+    termination function for ``env_id`` or from a learned termination head.
+    """
+
+    config: ClassVar[dict] = {
+        "type": "mbpo",
+        "env_id": None,  # gymnasium id; selects a registered termination function (the pipeline fills it)
+        "termination": "auto",  # auto: registered function, else learned head | registry | learned | none
+        "ensemble_size": 7,  # members E
+        "elite_size": 5,  # members used for prediction, lowest holdout MSE
+        "hidden_sizes": [200, 200, 200, 200],  # widths of each member's hidden layers
+        "activation": "silu",
+        "weight_decays": [2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4],  # L2 per layer (hidden layers + output)
+        "learning_rate": 1e-3,
+        "batch_size": 256,  # rows per member per gradient step
+        "holdout_ratio": 0.2,  # fraction of the buffer held out for early stopping and elites
+        "max_holdout": 5000,  # at most this many holdout rows, so evaluation cost stays bounded
+        "max_epochs": 50,  # at most this many epochs per training, so retraining cost stays bounded
+        "max_epochs_since_update": 5,  # early stopping patience (epochs without holdout improvement)
+        "improvement_threshold": 0.01,  # relative holdout MSE improvement that counts
+        "max_train_steps": None,  # optional bound on gradient steps per training
+        "bootstrap": True,  # each member trains on its own resample of the training rows
+        "logvar_bound_coef": 0.01,  # weight of the learned log-variance bound regulariser
+        "termination_coef": 1.0,  # weight of the termination head's cross-entropy
+        "deterministic": False,  # step returns the chosen elite's mean instead of a sample
+        "eval_samples": 1000,  # eval() measures error on this many newest transitions
+        "train_freq": 250,
+        "eval_freq": 1000,
+        "rollout_batch_size": 10_000,
+        "rollout_freq": 250,
+    }
+
+    def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
+        super().__init__(cfg, env_spec, logger, seed=seed)
+        c = self.cfg
+        if c.termination not in TERMINATION_MODES:
+            raise ConfigError(f"world_model.termination must be one of {', '.join(TERMINATION_MODES)}, "
+                              f"got {c.termination!r}")
+        obs_shape, action_shape = self.observation_space.shape, self.action_space.shape
+        if obs_shape is None or len(obs_shape) != 1 or action_shape is None or len(action_shape) != 1:
+            raise ConfigError("world model 'mbpo' needs 1-D Box observation and action spaces, got "
+                              f"{self.observation_space} and {self.action_space}")
+        self.obs_dim, self.action_dim = int(obs_shape[0]), int(action_shape[0])
+        self.termination_fn = self._termination_fn()
+        self.ensemble = ProbabilisticEnsemble(
+            self.obs_dim + self.action_dim, 1 + self.obs_dim, 0 if self.termination_fn else 1,
+            ensemble_size=c.ensemble_size, elite_size=c.elite_size, hidden_sizes=c.hidden_sizes,
+            act=c.activation, seed=self.seed).to(self.device)
+        self.nets["ensemble"] = self.ensemble
+        self.trainer = EnsembleTrainer(
+            self.ensemble, self.generator, learning_rate=c.learning_rate, weight_decays=c.weight_decays,
+            batch_size=c.batch_size, holdout_ratio=c.holdout_ratio, max_holdout=c.max_holdout,
+            max_epochs=c.max_epochs, max_epochs_since_update=c.max_epochs_since_update,
+            improvement_threshold=c.improvement_threshold, max_train_steps=c.max_train_steps,
+            bootstrap=c.bootstrap, logvar_bound_coef=c.logvar_bound_coef, termination_coef=c.termination_coef)
+        self.optimizers["ensemble"] = self.trainer.optimizer
+        self.trained = False
+
+    def _termination_fn(self) -> TerminationFn | None:
+        """The registered function, or None where the learned head decides."""
+        mode, env_id = self.cfg.termination, self.cfg.env_id
+        if mode == "none":
+            return _never_done
+        if mode == "learned":
+            return None
+        found = termination_fn(env_id)
+        if found is None and mode == "registry":
+            raise ConfigError(f"world_model.termination is 'registry' but no termination function is "
+                              f"registered for env_id {env_id!r}; register 'termination:<EnvName>' in "
+                              "ENV_REGISTRY or use termination='learned'")
+        return found
+
+    # -- data -----------------------------------------------------------
+    def dataset(self, env_buffer: Any, index: np.ndarray | None = None) -> Dataset:
+        """Model inputs ``[obs, action]`` and targets ``[reward, next_obs - obs]`` from the buffer.
+
+        Args:
+            env_buffer: a ``ReplayBuffer`` (its ``data`` arrays are read directly).
+            index: rows to read; every stored row when None.
+
+        Shapes:
+            -> inputs [N, O + A], targets [N, 1 + O], terminated [N] (with a termination head)
+        """
+        size = len(env_buffer)
+        index = np.arange(size) if index is None else index
+        arrays = {key: env_buffer.data[key][index] for key in ("obs", "action", "reward", "next_obs", "terminated")}
+        tensors = {key: torch.as_tensor(np.asarray(value, dtype=np.float32), device=self.device)
+                   for key, value in arrays.items()}
+        obs = tensors["obs"].reshape(len(index), self.obs_dim)
+        action = tensors["action"].reshape(len(index), self.action_dim)
+        next_obs = tensors["next_obs"].reshape(len(index), self.obs_dim)
+        inputs = torch.cat([obs, action], dim=-1)
+        targets = torch.cat([tensors["reward"].unsqueeze(-1), next_obs - obs], dim=-1)
+        terminated = tensors["terminated"] if self.ensemble.logit_dim else None
+        return Dataset(inputs, targets, terminated)
+
+    # -- learning -------------------------------------------------------
+    def train(self, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
+        """Fit the ensemble to every transition in ``env_buffer``; returns metrics."""
+        metrics = self.trainer.fit(self.dataset(env_buffer))
+        self.trained = True
+        return metrics
+
+    @torch.no_grad()
+    def eval(self, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
+        """Elite MSE and NLL on the ``eval_samples`` newest transitions (mostly unseen in training)."""
+        size = len(env_buffer)
+        if size == 0 or not self.trained:
+            return {}
+        count = min(self.cfg.eval_samples, size)
+        newest = (env_buffer.pos - count + np.arange(count)) % env_buffer.capacity
+        data = self.dataset(env_buffer, newest)
+        result = self.trainer.evaluate(data)
+        elites = self.ensemble.elites
+        mean, _, _ = self.ensemble(data.inputs, elites)
+        metrics = {"recent_mse": float(result["mse"][elites].mean()),
+                   "recent_nll": float(result["nll"][elites].mean()),
+                   "recent_reward_mse": float((mean[..., 0] - data.targets[:, 0]).pow(2).mean()),
+                   "recent_obs_mse": float((mean[..., 1:] - data.targets[:, 1:]).pow(2).mean())}
+        if "termination_accuracy" in result:
+            metrics["recent_termination_accuracy"] = float(result["termination_accuracy"][elites].mean())
+        return metrics
+
+    # -- imagination ----------------------------------------------------
+    @torch.no_grad()
+    def predict(self, obs: torch.Tensor, action: torch.Tensor, deterministic: bool | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One elite per row, all rows in one forward padded by elite; sampled or mean prediction.
+
+        Rows are grouped by their elite into a ``[K, M, in]`` batch (M the largest
+        group), so each row costs one member's forward, not K.
+
+        Shapes:
+            obs: [B, O]; action: [B, A] -> reward [B], next_obs [B, O], termination logit [B] (0 if no head)
+        """
+        check_rank("obs", obs, 2)
+        check_rank("action", action, 2)
+        deterministic = self.cfg.deterministic if deterministic is None else deterministic
+        inputs = torch.cat([obs.to(self.device, torch.float32), action.to(self.device, torch.float32)], dim=-1)
+        batch = inputs.shape[0]
+        elites = self.ensemble.elites
+        choice = torch.randint(0, elites.shape[0], (batch,), generator=self.generator, device=self.device)
+        mean, logvar, logits = self._forward_grouped(inputs, choice, elites)
+        if deterministic:
+            sample = mean
+        else:
+            noise = torch.randn(mean.shape, generator=self.generator, device=self.device)
+            sample = mean + noise * torch.exp(0.5 * logvar)
+        logit = logits[:, 0] if logits.shape[-1] else torch.zeros(batch, device=self.device)
+        return sample[:, 0], inputs[:, : self.obs_dim] + sample[:, 1:], logit
+
+    def _forward_grouped(self, inputs: torch.Tensor, choice: torch.Tensor, members: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run row ``i`` through member ``members[choice[i]]`` in one padded batched forward.
+
+        Shapes:
+            inputs [B, in], choice [B] in [0, K), members [K] -> mean [B, G], logvar [B, G], logits [B, L]
+        """
+        count = members.shape[0]
+        order = choice.argsort(stable=True)
+        group = choice[order]
+        sizes = torch.bincount(choice, minlength=count)
+        offsets = sizes.cumsum(0) - sizes
+        slot = torch.arange(inputs.shape[0], device=inputs.device) - offsets[group]
+        padded = inputs.new_zeros(count, int(sizes.max()), inputs.shape[-1])
+        padded[group, slot] = inputs[order]
+        outputs = self.ensemble(padded, members)
+        unsorted = []
+        for out in outputs:
+            rows = out[group, slot]
+            result = torch.empty_like(rows)
+            result[order] = rows
+            unsorted.append(result)
+        return unsorted[0], unsorted[1], unsorted[2]
+
+    @torch.no_grad()
+    def step(self, obs: torch.Tensor, action: torch.Tensor, deterministic: bool | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One imagined step from one randomly chosen elite per row.
+
+        Args:
+            obs, action: real or imagined states and the actions taken.
+            deterministic: return the elite's mean; ``cfg.deterministic`` when None.
+
+        Shapes:
+            obs: [B, O]; action: [B, A] -> reward [B], next_obs [B, O], done [B] (bool)
+        """
+        reward, next_obs, logit = self.predict(obs, action, deterministic)
+        if self.termination_fn is not None:
+            done = self.termination_fn(obs.to(self.device), action.to(self.device), next_obs)
+        else:
+            done = logit > 0
+        return reward, next_obs, done.to(torch.bool)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["trained"] = self.trained
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
+        self.trained = bool(state.get("trained", True))
+
+
+def _never_done(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(next_obs.shape[0], dtype=torch.bool, device=next_obs.device)

@@ -201,12 +201,15 @@ class Dataset:
 class EnsembleTrainer:
     """Fits a ``ProbabilisticEnsemble``: holdout split, bootstrap, early stopping, elites.
 
-    Each call to ``fit`` re-splits the data (holdout capped at ``max_holdout``),
+    An epoch is one pass over each member's rows, or ``min_epoch_batches``
+    batches where that is more, so that early stopping judges a small buffer
+    after enough gradient steps to matter. Each call to ``fit`` re-splits the data (holdout capped at ``max_holdout``),
     refits the input normaliser on the training part, draws each member's own
-    bootstrap sample, and trains until no member improved its holdout MSE by
+    bootstrap sample, and trains until no member improved its holdout score
+    (MSE, plus the termination cross-entropy with a termination head) by
     ``improvement_threshold`` (relative) for ``max_epochs_since_update``
     epochs, or ``max_epochs`` / ``max_train_steps`` run out. Each member ends
-    with its best weights; elites are the members of lowest holdout MSE.
+    with its best weights; elites are the members of lowest holdout score.
 
     Args:
         ensemble: the model to train.
@@ -217,7 +220,7 @@ class EnsembleTrainer:
     def __init__(self, ensemble: ProbabilisticEnsemble, generator: torch.Generator, *, learning_rate: float = 1e-3,
                  weight_decays: Sequence[float] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4), batch_size: int = 256,
                  holdout_ratio: float = 0.2, max_holdout: int = 5000, max_epochs: int = 50,
-                 max_epochs_since_update: int = 5, improvement_threshold: float = 0.01,
+                 max_epochs_since_update: int = 5, improvement_threshold: float = 0.01, min_epoch_batches: int = 10,
                  max_train_steps: int | None = None, bootstrap: bool = True, logvar_bound_coef: float = 0.01,
                  termination_coef: float = 1.0) -> None:
         if len(weight_decays) != len(ensemble.layers):
@@ -226,7 +229,8 @@ class EnsembleTrainer:
         if not 0.0 <= holdout_ratio < 1.0:
             raise ConfigError(f"world_model.holdout_ratio must be within [0, 1), got {holdout_ratio}")
         for name, value in (("batch_size", batch_size), ("max_epochs", max_epochs),
-                            ("max_epochs_since_update", max_epochs_since_update)):
+                            ("max_epochs_since_update", max_epochs_since_update),
+                            ("min_epoch_batches", min_epoch_batches)):
             if value < 1:
                 raise ConfigError(f"world_model.{name} must be >= 1, got {value}")
         self.ensemble = ensemble
@@ -238,6 +242,7 @@ class EnsembleTrainer:
         self.max_epochs = int(max_epochs)
         self.max_epochs_since_update = int(max_epochs_since_update)
         self.improvement_threshold = float(improvement_threshold)
+        self.min_epoch_batches = int(min_epoch_batches)
         self.max_train_steps = None if max_train_steps is None else int(max_train_steps)
         self.bootstrap = bool(bootstrap)
         self.logvar_bound_coef = float(logvar_bound_coef)
@@ -263,10 +268,15 @@ class EnsembleTrainer:
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, chunk: int = 8192) -> dict[str, torch.Tensor]:
-        """Per-member MSE and NLL on ``data`` (the same rows for every member).
+        """Per-member errors on ``data`` (the same rows for every member).
+
+        ``score`` is what early stopping and elite selection minimise: the MSE,
+        plus ``termination_coef`` times the termination cross-entropy where a
+        termination head learns.
 
         Shapes:
-            data.inputs [N, in] -> {"mse": [E], "nll": [E], "termination_accuracy": [E] (with a head)}
+            data.inputs [N, in] -> {"mse", "nll", "score": [E]; with a head also
+            "termination_bce", "termination_accuracy": [E]}
         """
         sums: dict[str, torch.Tensor] = {}
         for start in range(0, len(data), chunk):
@@ -276,11 +286,15 @@ class EnsembleTrainer:
             weight = len(part)
             values = {"mse": squared_error(mean, target) * weight, "nll": gaussian_nll(mean, logvar, target) * weight}
             if part.terminated is not None and self.ensemble.logit_dim:
-                correct = ((logits[..., 0] > 0).float() == part.terminated.unsqueeze(0)).float()
-                values["termination_accuracy"] = correct.sum(dim=1)
+                flags = part.terminated.unsqueeze(0).expand_as(logits[..., 0])
+                bce = F.binary_cross_entropy_with_logits(logits[..., 0], flags, reduction="none")
+                values["termination_bce"] = bce.sum(dim=1)
+                values["termination_accuracy"] = ((logits[..., 0] > 0).float() == flags).float().sum(dim=1)
             for key, value in values.items():
                 sums[key] = sums.get(key, 0) + value
-        return {key: value / len(data) for key, value in sums.items()}
+        result = {key: value / len(data) for key, value in sums.items()}
+        result["score"] = result["mse"] + self.termination_coef * result.get("termination_bce", 0.0)
+        return result
 
     # -- fitting --------------------------------------------------------
     def split(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,6 +321,19 @@ class EnsembleTrainer:
         noise = torch.rand(member_index.shape, generator=self.generator, device=member_index.device)
         return member_index.gather(1, noise.argsort(dim=1))
 
+    def epoch_order(self, member_index: torch.Tensor) -> torch.Tensor:
+        """One epoch's rows per member: a shuffled pass, repeated up to ``min_epoch_batches`` batches.
+
+        Shapes:
+            member_index [E, N] -> [E, max(N, min_epoch_batches * batch_size)]
+        """
+        needed = self.min_epoch_batches * self.batch_size
+        passes = [self.shuffled(member_index)]
+        while sum(p.shape[1] for p in passes) < needed:
+            passes.append(self.shuffled(member_index))
+        order = torch.cat(passes, dim=1)
+        return order if len(passes) == 1 else order[:, :needed]
+
     def fit(self, data: Dataset) -> Metrics:
         """Train on ``data`` with a fresh holdout split; returns scalar metrics.
 
@@ -323,14 +350,14 @@ class EnsembleTrainer:
         self.ensemble.fit_input_normalizer(train.inputs)
         member_index = self.member_indices(len(train))
 
-        best = self.evaluate(holdout)["mse"]
+        best = self.evaluate(holdout)["score"]
         snapshot = [p.detach().clone() for p in self.ensemble.member_parameters()]
         epochs = steps = epochs_since_update = 0
         train_nll = train_mse = torch.zeros(self.ensemble.ensemble_size)
         while epochs < self.max_epochs and not self._out_of_steps(steps):
-            train_nll, train_mse, steps = self._epoch(train, self.shuffled(member_index), steps)
+            train_nll, train_mse, steps = self._epoch(train, self.epoch_order(member_index), steps)
             epochs += 1
-            current = self.evaluate(holdout)["mse"]
+            current = self.evaluate(holdout)["score"]
             improved = (best - current) / best.clamp_min(1e-12) > self.improvement_threshold
             if bool(improved.any()):
                 best = torch.where(improved, current, best)
@@ -342,7 +369,7 @@ class EnsembleTrainer:
                 break
         self._restore_members(snapshot)
         final = self.evaluate(holdout)
-        self.ensemble.elites.copy_(final["mse"].argsort()[: self.ensemble.elite_size])
+        self.ensemble.elites.copy_(final["score"].argsort()[: self.ensemble.elite_size])
         return self._metrics(final, train_nll, train_mse, epochs, steps, len(train), len(holdout_index),
                              time.perf_counter() - start_time)
 
@@ -424,6 +451,7 @@ class MbpoWorldModel(DynaWorldModel):
         "max_epochs": 50,  # at most this many epochs per training, so retraining cost stays bounded
         "max_epochs_since_update": 5,  # early stopping patience (epochs without holdout improvement)
         "improvement_threshold": 0.01,  # relative holdout MSE improvement that counts
+        "min_epoch_batches": 10,  # an epoch is at least this many batches (small buffers)
         "max_train_steps": None,  # optional bound on gradient steps per training
         "bootstrap": True,  # each member trains on its own resample of the training rows
         "logvar_bound_coef": 0.01,  # weight of the learned log-variance bound regulariser
@@ -457,7 +485,8 @@ class MbpoWorldModel(DynaWorldModel):
             self.ensemble, self.generator, learning_rate=c.learning_rate, weight_decays=c.weight_decays,
             batch_size=c.batch_size, holdout_ratio=c.holdout_ratio, max_holdout=c.max_holdout,
             max_epochs=c.max_epochs, max_epochs_since_update=c.max_epochs_since_update,
-            improvement_threshold=c.improvement_threshold, max_train_steps=c.max_train_steps,
+            improvement_threshold=c.improvement_threshold, min_epoch_batches=c.min_epoch_batches,
+            max_train_steps=c.max_train_steps,
             bootstrap=c.bootstrap, logvar_bound_coef=c.logvar_bound_coef, termination_coef=c.termination_coef)
         self.optimizers["ensemble"] = self.trainer.optimizer
         self.trained = False

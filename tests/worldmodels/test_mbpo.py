@@ -1,0 +1,374 @@
+"""The mbpo world model: ensemble, trainer, imagination, and one Dyna run through the pipeline."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from registry import WORLD_MODEL_REGISTRY
+from workers.buffer import ReplayBuffer
+from worldmodels import termination
+from worldmodels.config import ConfigError
+from worldmodels.mbpo import (
+    Dataset,
+    EnsembleTrainer,
+    MbpoWorldModel,
+    ProbabilisticEnsemble,
+    gaussian_nll,
+)
+
+SMALL = {"ensemble_size": 4, "elite_size": 2, "hidden_sizes": [32, 32], "weight_decays": [1e-5, 1e-5, 1e-5]}
+
+
+class PendulumSpec:
+    observation_space = gym.spaces.Box(-8.0, 8.0, (3,), np.float32)
+    action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+
+def small_ensemble(logit_dim: int = 0, seed: int = 0, **kwargs) -> ProbabilisticEnsemble:
+    options = {"ensemble_size": 4, "elite_size": 2, "hidden_sizes": [32, 32], "act": "silu", "seed": seed}
+    options.update(kwargs)
+    return ProbabilisticEnsemble(3, 2, logit_dim, **options)
+
+
+def regression_data(count: int = 600, seed: int = 0, noise: float = 0.05) -> Dataset:
+    """A smooth function of 3 inputs with a little noise; inputs far from zero mean and unit scale."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(count, 3, generator=gen) * torch.tensor([1.0, 5.0, 0.1]) + torch.tensor([0.0, 10.0, -3.0])
+    z = (x - torch.tensor([0.0, 10.0, -3.0])) / torch.tensor([1.0, 5.0, 0.1])
+    y = torch.stack([torch.sin(z[:, 0]) + z[:, 1] * z[:, 2], z[:, 0] ** 2 - z[:, 2]], dim=-1)
+    return Dataset(x, y + noise * torch.randn(count, 2, generator=gen))
+
+
+def trainer_for(ensemble: ProbabilisticEnsemble, seed: int = 0, **kwargs) -> EnsembleTrainer:
+    options = {"weight_decays": [1e-5] * len(ensemble.layers), "batch_size": 64, "learning_rate": 3e-3}
+    options.update(kwargs)
+    return EnsembleTrainer(ensemble, torch.Generator().manual_seed(seed), **options)
+
+
+def pendulum_buffer(steps: int = 600, seed: int = 0) -> ReplayBuffer:
+    env = gym.make("Pendulum-v1")
+    env.action_space.seed(seed)
+    buffer = ReplayBuffer(10_000, (3,), (1,), seed=seed)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(steps):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.push(obs[None], action[None], np.array([reward]), next_obs[None], np.array([terminated]),
+                    np.array([truncated]))
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    env.close()
+    return buffer
+
+
+def build_model(seed: int = 0, **overrides) -> MbpoWorldModel:
+    cfg = dict(type="mbpo", env_id="Pendulum-v1", max_epochs=5, rollout_batch_size=50, **SMALL)
+    cfg.update(overrides)
+    return WORLD_MODEL_REGISTRY.build(cfg, PendulumSpec(), None, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def buffer() -> ReplayBuffer:
+    return pendulum_buffer()
+
+
+# -- the ensemble ---------------------------------------------------------
+def test_ensemble_output_shapes() -> None:
+    ensemble = small_ensemble(logit_dim=1)
+    mean, logvar, logits = ensemble(torch.randn(10, 3))
+    assert mean.shape == logvar.shape == (4, 10, 2) and logits.shape == (4, 10, 1)
+    mean, _, _ = ensemble(torch.randn(4, 7, 3))
+    assert mean.shape == (4, 7, 2)
+    mean, _, _ = ensemble(torch.randn(2, 7, 3), members=torch.tensor([3, 1]))
+    assert mean.shape == (2, 7, 2)
+    with pytest.raises(ValueError, match="inputs"):
+        ensemble(torch.randn(3, 7, 3))
+    with pytest.raises(ValueError, match="dimensions"):
+        ensemble(torch.randn(4, 7, 3, 1))
+
+
+def test_batched_forward_equals_each_member_alone() -> None:
+    ensemble = small_ensemble()
+    ensemble.fit_input_normalizer(torch.randn(50, 3) * 3 + 1)
+    x = torch.randn(4, 6, 3)
+    mean, _logvar, _ = ensemble(x)
+    for member in range(4):
+        h = (x[member] - ensemble.input_mean) / ensemble.input_std
+        for i, layer in enumerate(ensemble.layers):
+            h = h @ layer.weight[member] + layer.bias[member]
+            if i < len(ensemble.layers) - 1:
+                h = torch.nn.functional.silu(h)
+        torch.testing.assert_close(mean[member], h[:, :2])
+        sub_mean, _, _ = ensemble(x[member:member + 1], members=torch.tensor([member]))
+        torch.testing.assert_close(sub_mean[0], mean[member])
+
+
+def test_logvar_within_learned_bounds() -> None:
+    ensemble = small_ensemble()
+    _, logvar, _ = ensemble(torch.randn(200, 3) * 1e4)
+    logvar = logvar.detach()
+    assert float(logvar.max() - logvar.min()) > 10.0  # both bounds are reached
+    # the two soft bounds compose, so the upper one is exceeded by softplus(min - max) ~ 3e-5
+    assert bool((logvar <= ensemble.max_logvar + 1e-4).all()) and bool((logvar >= ensemble.min_logvar).all())
+
+
+def test_members_are_initialised_independently() -> None:
+    ensemble = small_ensemble()
+    for layer in ensemble.layers:
+        weights = layer.weight.detach()
+        for a in range(4):
+            for b in range(a + 1, 4):
+                assert not torch.allclose(weights[a], weights[b])
+    mean, _, _ = ensemble(torch.randn(5, 3))
+    assert (mean[0] - mean[1]).abs().max() > 1e-3
+
+
+def test_members_share_no_gradient() -> None:
+    ensemble = small_ensemble()
+    mean, logvar, _ = ensemble(torch.randn(4, 8, 3))
+    gaussian_nll(mean, logvar, torch.zeros_like(mean))[2].backward()
+    for layer in ensemble.layers:
+        grad = layer.weight.grad
+        assert grad[2].abs().sum() > 0
+        assert grad[[0, 1, 3]].abs().sum() == 0
+
+
+def test_members_draw_their_own_batches() -> None:
+    trainer = trainer_for(small_ensemble())
+    index = trainer.member_indices(100)
+    assert index.shape == (4, 100)
+    assert not torch.equal(index[0], index[1])
+    order = trainer.shuffled(torch.arange(100).expand(4, 100))
+    assert not torch.equal(order[0], order[1])
+    assert torch.equal(order.sort(dim=1).values, torch.arange(100).expand(4, 100))  # a permutation each
+    no_bootstrap = trainer_for(small_ensemble(), bootstrap=False).member_indices(10)
+    assert torch.equal(no_bootstrap, torch.arange(10).expand(4, 10))
+
+
+def test_input_normalisation() -> None:
+    ensemble = small_ensemble()
+    data = torch.randn(1000, 3, generator=torch.Generator().manual_seed(1)) * torch.tensor([1.0, 100.0, 0.01])
+    data[:, 2] = 7.0  # a constant input keeps std 1 instead of dividing by zero
+    ensemble.fit_input_normalizer(data)
+    torch.testing.assert_close(ensemble.input_mean, data.mean(0))
+    torch.testing.assert_close(ensemble.input_std[:2], data[:, :2].std(0, unbiased=False))
+    assert float(ensemble.input_std[2]) == 1.0
+    normalised = (data - ensemble.input_mean) / ensemble.input_std
+    torch.testing.assert_close(normalised.mean(0), torch.zeros(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(normalised[:, :2].std(0, unbiased=False), torch.ones(2), atol=1e-3, rtol=0)
+    assert "input_mean" in ensemble.state_dict() and "input_std" in ensemble.state_dict()
+
+
+# -- the trainer ----------------------------------------------------------
+def test_nll_and_mse_decrease_on_a_fixed_dataset() -> None:
+    data = regression_data()
+    ensemble = small_ensemble()
+    trainer = trainer_for(ensemble, max_epochs=30)
+    ensemble.fit_input_normalizer(data.inputs)
+    before = trainer.evaluate(data)
+    metrics = trainer.fit(data)
+    after = trainer.evaluate(data)
+    assert bool((after["mse"] < 0.3 * before["mse"]).all())
+    assert bool((after["nll"] < before["nll"] - 1.0).all())
+    assert metrics["holdout_mse"] < 0.3 * float(before["mse"].mean())
+
+
+def test_early_stopping_on_unlearnable_targets() -> None:
+    gen = torch.Generator().manual_seed(3)
+    noise = Dataset(torch.randn(400, 3, generator=gen), torch.randn(400, 2, generator=gen))
+    metrics = trainer_for(small_ensemble(), max_epochs=200, max_epochs_since_update=5).fit(noise)
+    assert metrics["epochs"] < 200
+    assert metrics["holdout_samples"] == 80.0
+
+
+def test_epoch_step_and_holdout_bounds() -> None:
+    data = regression_data(count=1000)
+    metrics = trainer_for(small_ensemble(), max_epochs=2, improvement_threshold=-1.0).fit(data)
+    assert metrics["epochs"] == 2.0 and metrics["train_steps"] == 2 * 13  # 800 rows / 64 per batch
+    metrics = trainer_for(small_ensemble(), max_epochs=50, max_train_steps=7).fit(data)
+    assert metrics["train_steps"] == 7.0 and metrics["epochs"] == 1.0
+    metrics = trainer_for(small_ensemble(), max_holdout=50, max_epochs=1).fit(data)
+    assert metrics["holdout_samples"] == 50.0 and metrics["train_samples"] == 950.0
+
+
+def holdout_of(trainer: EnsembleTrainer, data: Dataset) -> tuple[Dataset, Dataset]:
+    """The split ``trainer.fit`` is about to draw (the generator is rewound)."""
+    state = trainer.generator.get_state()
+    train_index, holdout_index = trainer.split(len(data))
+    trainer.generator.set_state(state)
+    return data.subset(train_index), data.subset(holdout_index)
+
+
+def test_each_member_keeps_its_best_weights() -> None:
+    data = regression_data(count=300, noise=1.0)
+    ensemble = small_ensemble()
+    # a learning rate this high makes holdout error swing; the best epoch must be kept
+    trainer = trainer_for(ensemble, learning_rate=3e-2, max_epochs=15, max_epochs_since_update=15)
+    train, holdout = holdout_of(trainer, data)
+    ensemble.fit_input_normalizer(train.inputs)
+    initial = trainer.evaluate(holdout)["mse"]
+    trainer.fit(data)
+    final = trainer.evaluate(holdout)["mse"]
+    assert bool((final <= initial + 1e-6).all())
+
+
+def test_elites_have_the_lowest_holdout_error() -> None:
+    data = regression_data()
+    ensemble = small_ensemble(ensemble_size=5, elite_size=2)
+    trainer = trainer_for(ensemble, max_epochs=3)
+    _, holdout = holdout_of(trainer, data)
+    metrics = trainer.fit(data)
+    errors = trainer.evaluate(holdout)["mse"]
+    elites = ensemble.elites.tolist()
+    assert sorted(elites) == sorted(errors.argsort()[:2].tolist())
+    assert [metrics["elite_0"], metrics["elite_1"]] == [float(e) for e in elites]
+    assert metrics["holdout_mse"] == pytest.approx(float(errors[elites].mean()), rel=1e-5)
+
+
+def test_learned_termination_head() -> None:
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(800, 3, generator=gen)
+    data = Dataset(x, torch.zeros(800, 2), (x[:, 0] > 0.5).float())
+    ensemble = small_ensemble(logit_dim=1)
+    metrics = trainer_for(ensemble, max_epochs=20).fit(data)
+    assert metrics["holdout_termination_accuracy"] > 0.9
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match="weight_decays"):
+        trainer_for(small_ensemble(), weight_decays=[1e-5])
+    with pytest.raises(ConfigError, match="elite_size"):
+        small_ensemble(elite_size=5)
+    with pytest.raises(ConfigError, match="unknown config key"):
+        build_model(ensemble_sise=3)
+    with pytest.raises(ConfigError, match="termination"):
+        build_model(termination="sometimes")
+    with pytest.raises(ConfigError, match="registered"):
+        build_model(env_id="CartPole-v1", termination="registry")
+
+
+# -- the world model ------------------------------------------------------
+def test_registered_and_defaults() -> None:
+    assert WORLD_MODEL_REGISTRY.get("mbpo") is MbpoWorldModel
+    cfg = MbpoWorldModel.default_config()
+    assert (cfg.ensemble_size, cfg.elite_size, cfg.hidden_sizes, cfg.activation) == (7, 5, [200] * 4, "silu")
+    assert cfg.holdout_ratio == 0.2 and cfg.max_epochs_since_update == 5
+
+
+def test_termination_source() -> None:
+    assert build_model().termination_fn is termination.pendulum
+    assert build_model(env_id="Hopper-v5").termination_fn is termination.hopper
+    learned = build_model(env_id=None)
+    assert learned.termination_fn is None and learned.ensemble.logit_dim == 1
+    assert build_model(termination="learned").ensemble.logit_dim == 1
+
+
+def test_train_step_and_eval(buffer: ReplayBuffer) -> None:
+    model = build_model()
+    metrics = model.train(buffer, envstep=600, train_iter=0)
+    for key in ("train_nll", "train_mse", "holdout_nll", "holdout_mse", "epochs", "elite_0", "elite_1"):
+        assert np.isfinite(metrics[key])
+    obs = torch.as_tensor(buffer.data["obs"][:64])
+    action = torch.as_tensor(buffer.data["action"][:64])
+    reward, next_obs, done = model.step(obs, action)
+    assert reward.shape == (64,) and next_obs.shape == (64, 3) and done.shape == (64,)
+    assert done.dtype == torch.bool and not bool(done.any())
+    recent = model.eval(buffer, envstep=600, train_iter=0)
+    assert np.isfinite(recent["recent_mse"]) and np.isfinite(recent["recent_reward_mse"])
+
+
+def test_same_seed_same_numbers(buffer: ReplayBuffer) -> None:
+    results = []
+    for _ in range(2):
+        model = build_model(seed=3)
+        metrics = model.train(buffer, envstep=600, train_iter=0)
+        obs = torch.as_tensor(buffer.data["obs"][:32])
+        results.append((metrics["holdout_mse"], model.step(obs, torch.zeros(32, 1))))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        assert torch.equal(a, b)
+    other = build_model(seed=4)
+    assert not torch.equal(other.ensemble.layers[0].weight, build_model(seed=3).ensemble.layers[0].weight)
+
+
+def test_step_uses_one_elite_per_row(buffer: ReplayBuffer) -> None:
+    model = build_model()
+    model.train(buffer, envstep=600, train_iter=0)
+    obs = torch.as_tensor(buffer.data["obs"][:200])
+    action = torch.as_tensor(buffer.data["action"][:200])
+    state = model.generator.get_state()
+    reward, next_obs, _ = model.step(obs, action, deterministic=True)
+    model.generator.set_state(state)
+    choice = torch.randint(0, 2, (200,), generator=model.generator)
+    mean, _, _ = model.ensemble(torch.cat([obs, action], -1), members=model.ensemble.elites)
+    expected = mean[choice, torch.arange(200)]
+    torch.testing.assert_close(reward, expected[:, 0])
+    torch.testing.assert_close(next_obs, obs + expected[:, 1:])
+    assert len(set(choice.tolist())) == 2  # rows really go to different elites
+    # sampled steps add noise around that mean
+    sampled_reward, _, _ = model.step(obs, action)
+    assert not torch.allclose(sampled_reward, reward)
+
+
+def test_learned_termination_in_step(buffer: ReplayBuffer) -> None:
+    model = build_model(termination="learned", max_epochs=30)
+    metrics = model.train(buffer, envstep=600, train_iter=0)
+    assert metrics["holdout_termination_accuracy"] > 0.9  # Pendulum never terminates
+    _, _, done = model.step(torch.as_tensor(buffer.data["obs"][:16]), torch.zeros(16, 1))
+    assert done.dtype == torch.bool and done.shape == (16,)
+
+
+def test_state_dict_round_trip(buffer: ReplayBuffer) -> None:
+    model = build_model()
+    model.train(buffer, envstep=600, train_iter=0)
+    copy = build_model(seed=9)
+    copy.load_state_dict(model.state_dict())
+    obs = torch.as_tensor(buffer.data["obs"][:16])
+    for a, b in zip(model.step(obs, torch.ones(16, 1)), copy.step(obs, torch.ones(16, 1))):
+        assert torch.equal(a, b)
+
+
+class RandomPolicy:
+    device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        self.generator = torch.Generator().manual_seed(0)
+
+    def collect(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.rand(obs.shape[0], 1, generator=self.generator) * 4 - 2
+
+
+def test_img_buffer_never_exceeds_capacity(buffer: ReplayBuffer) -> None:
+    schedule = {"type": "linear", "rollout_start_step": 600, "rollout_end_step": 1600, "rollout_length_min": 1,
+                    "rollout_length_max": 5}
+    model = build_model(rollout_batch_size=40, rollout_retain=2, rollout_length_scheduler=schedule,
+                        env_id=None)  # learned termination: branches end at different steps
+    model.train(buffer, envstep=600, train_iter=0)
+    img_buffer = model.make_img_buffer(600)
+    lengths = []
+    for envstep in (600, 800, 1000, 1200, 1600, 1600, 1600, 1000, 600):  # growing, then shrinking
+        model.fill_img_buffer(RandomPolicy(), buffer, img_buffer, envstep, 0)
+        capacity = model.rollout_length(envstep) * 40 * 2
+        lengths.append(model.rollout_length(envstep))
+        assert img_buffer.capacity == capacity
+        assert len(img_buffer) <= capacity
+    assert min(lengths) == 1 and max(lengths) == 5
+    assert len(img_buffer) > 0
+
+
+def test_one_dyna_run_through_the_pipeline(tmp_path) -> None:
+    from workers.pipeline import SerialPipeline
+    from worldmodels.experiment import compose_config
+
+    cfg = compose_config("pendulum_mbpo", preset="debug", env_steps=300)
+    assert cfg.world_model.env_id == "Pendulum-v1"
+    pipeline = SerialPipeline(cfg, out_dir=tmp_path, show_progress=False)
+    summary = pipeline.run()
+    assert summary["env_steps"] == 300
+    assert pipeline.world_model.trained and pipeline.world_model.termination_fn is termination.pendulum
+    assert len(pipeline.img_buffer) > 0
+    assert pipeline.learner.train_iter > 0
+    assert np.isfinite(summary["eval_return_mean"])
+    batch = pipeline.world_model.policy_input(pipeline.env_buffer, pipeline.img_buffer, 20, 0)
+    assert batch["obs"].shape == (20, 3)

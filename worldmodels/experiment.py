@@ -20,7 +20,9 @@ PIPELINE_DEFAULTS: dict = dict(
     exp_name="experiment",  # runs go to <out>/<exp_name>/<stamp>/
     seed=0,
     device="cpu",  # cpu | cuda | auto; components with device None inherit it
-    num_threads=0,  # torch CPU threads; 0 leaves torch's default
+    # torch CPU threads. Small RL nets are latency-bound: one thread per process avoids the
+    # oversubscription that slowed steps tenfold on 2 cores. 0 leaves torch's default.
+    num_threads=1,
     env_steps=10_000,  # total env steps of the run
     checkpoint_every=0,  # env steps between checkpoints; 0: only at the end
     env=dict(id=None, kwargs={}, max_episode_steps=None, wrappers=[]),

@@ -1,0 +1,81 @@
+import pytest
+
+from worldmodels import DreamWorldModel, DynaWorldModel, HybridWorldModel, WorldModel
+from worldmodels.config import ConfigError, Configurable, merge_config
+
+
+class Base(Configurable):
+    config = dict(a=1, shared="base", nested=dict(x=1, y=2))
+
+
+class Left(Base):
+    config = dict(left=True, shared="left", nested=dict(y=20))
+
+
+class Right(Base):
+    config = dict(right=0.5, shared="right", nested=dict(z=3))
+
+
+class Child(Left, Right):
+    config = dict(a=100)
+
+
+def test_subclass_wins_and_every_base_is_visited():
+    cfg = Child.default_config()
+    assert cfg.a == 100  # the subclass wins over the base
+    assert cfg.left is True and cfg.right == 0.5  # both parents visited
+    assert cfg.shared == "left"  # first parent in the MRO wins over the second
+    assert cfg.nested == {"x": 1, "y": 20, "z": 3}  # nested dicts merge along the MRO
+
+
+def test_default_config_never_mutates_class_attributes():
+    cfg = Child.default_config()
+    cfg.nested.x = 999
+    cfg.a = -1
+    assert Base.config["nested"]["x"] == 1 and Child.config == {"a": 100}
+    assert Child.default_config().nested.x == 1
+
+
+def test_user_config_merged_over_defaults():
+    cfg = Child.merge_config({"nested": {"x": 5}, "right": 2})
+    assert cfg.nested == {"x": 5, "y": 20, "z": 3}
+    assert cfg.right == 2.0 and isinstance(cfg.right, float)
+
+
+def test_unknown_key_is_named_with_valid_keys():
+    with pytest.raises(ConfigError) as info:
+        Child.merge_config({"nested": {"xx": 1}})
+    message = str(info.value)
+    assert "'nested.xx'" in message and "did you mean 'x'?" in message and "valid keys: x, y, z" in message
+
+
+@pytest.mark.parametrize("key,value", [("a", "one"), ("a", 1.5), ("a", True), ("left", 1), ("right", "x"),
+                                       ("shared", 3), ("nested", 4)])
+def test_wrong_value_type_is_an_error(key, value):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        Child.merge_config({key: value})
+
+
+def test_integral_float_accepted_for_int():
+    assert merge_config({"n": 1}, {"n": 1e6}).n == 1_000_000
+
+
+def test_empty_default_dict_is_free_form():
+    assert merge_config({"kwargs": {}}, {"kwargs": {"anything": 1}}).kwargs == {"anything": 1}
+
+
+def test_changing_a_typed_subsection_replaces_it():
+    defaults = {"sched": {"type": "constant", "rollout_length": 1}}
+    merged = merge_config(defaults, {"sched": {"type": "linear", "rollout_length_max": 5}})
+    assert merged.sched == {"type": "linear", "rollout_length_max": 5}
+
+
+def test_world_model_hierarchy_defaults():
+    hybrid = HybridWorldModel.default_config()
+    for key in ("train_freq", "eval_freq", "rollout_length_scheduler", "device", "real_ratio",
+                "rollout_retain", "rollout_batch_size", "img_buffer"):
+        assert key in hybrid
+    assert DynaWorldModel.default_config().real_ratio == 0.05
+    assert DreamWorldModel.default_config().rollout_length_scheduler.rollout_length == 15
+    assert WorldModel.default_config().rollout_length_scheduler.type == "constant"
+    assert HybridWorldModel.__mro__.index(DynaWorldModel) < HybridWorldModel.__mro__.index(DreamWorldModel)

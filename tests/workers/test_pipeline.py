@@ -1,0 +1,85 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from registry import WORLD_MODEL_REGISTRY
+from tests.conftest import ToyDyna
+from workers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from workers.pipeline import SerialPipeline, serial_pipeline
+from worldmodels.experiment import compose_config
+
+WORLD_MODEL_REGISTRY.register("test_toy_dyna", ToyDyna, force=True)
+
+
+def read_progress(run_dir):
+    with open(f"{run_dir}/progress.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def debug_cfg(*sets, seed=0):
+    return compose_config("pendulum_sac", preset="debug", sets=sets, seed=seed)
+
+
+def test_run_directory_contents(tmp_path):
+    result = serial_pipeline(debug_cfg(), out_dir=tmp_path, show_progress=False)
+    run_dir = tmp_path / "pendulum_sac"
+    (run_path,) = run_dir.iterdir()
+    assert str(run_path) == result["run_dir"]
+    names = {p.name for p in run_path.iterdir()}
+    assert {"config.json", "progress.csv", "checkpoint.pt"} <= names
+    assert any(name.startswith("events.out.tfevents") for name in names)
+    config = json.loads((run_path / "config.json").read_text())
+    assert config["policy"]["type"] == "sac" and config["policy"]["gamma"] == 0.99  # resolved defaults
+    rows = read_progress(run_path)
+    assert {"env_step", "wall_time", "eval_return_mean", "eval_return_std"} <= set(rows[0])
+    assert [int(r["env_step"]) for r in rows] == [0, 300, 600]
+    assert int(rows[-1]["train_iter"]) == result["train_iter"] > 0
+
+
+def test_same_seed_same_progress_different_seed_differs(tmp_path):
+    def run(seed, out):
+        result = serial_pipeline(debug_cfg(seed=seed), out_dir=tmp_path / out, show_progress=False)
+        return [{k: v for k, v in row.items() if k != "wall_time"} for row in read_progress(result["run_dir"])]
+
+    first, second, other = run(0, "a"), run(0, "b"), run(1, "c")
+    assert first == second
+    assert first != other
+
+
+def test_checkpoint_restores_policy(tmp_path):
+    pipeline = SerialPipeline(debug_cfg(), out_dir=tmp_path, show_progress=False)
+    result = pipeline.run()
+    state = load_checkpoint(f"{result['run_dir']}/checkpoint.pt")
+    assert state["env_step"] == 600 and json.loads(state["config"])["exp_name"] == "pendulum_sac"
+    fresh = SerialPipeline(debug_cfg(seed=5), out_dir=tmp_path, show_progress=False)
+    fresh.policy.load_state_dict(state["policy"])
+    obs = torch.randn(7, 3)
+    assert torch.equal(fresh.policy.act(obs), pipeline.policy.act(obs))
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    path = save_checkpoint({"format": 1, "x": torch.ones(1000)}, tmp_path / "checkpoint.pt")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="checkpoint.pt"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_dyna_iteration_through_the_pipeline(tmp_path):
+    cfg = debug_cfg("world_model={'type': 'test_toy_dyna', 'train_freq': 100, 'rollout_freq': 100, "
+                    "'rollout_batch_size': 32}")
+    pipeline = SerialPipeline(cfg, out_dir=tmp_path, show_progress=False)
+    pipeline.run()
+    assert pipeline.world_model.last_train_envstep == 600
+    assert len(pipeline.img_buffer) == pipeline.img_buffer.capacity == 32 * 1 * 4
+    assert pipeline.learner.train_iter > 0
+
+
+def test_updates_per_step_fraction_carries_over(tmp_path):
+    pipeline = SerialPipeline(debug_cfg("learner.updates_per_step=0.5"), out_dir=tmp_path, show_progress=False)
+    pipeline.run()
+    assert pipeline.learner.train_iter == (600 - 200) // 2

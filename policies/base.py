@@ -61,8 +61,13 @@ class Policy(Configurable, abc.ABC):
     def learn(self, data: Any) -> dict[str, float]:
         """One update from a batch (or from a world model); returns metrics."""
 
-    def reset(self, mask: Any = None) -> None:
-        """Forget per-env recurrent state where ``mask`` is True (all when None)."""
+    def reset(self, mask: Any = None, *, evaluation: bool = False) -> None:
+        """Forget per-env recurrent state where ``mask`` [B] is True (all when None).
+
+        A recurrent policy keeps two states: the collector's (``collect``, one
+        per vector-env slot) and the evaluator's (``act``, ``evaluation=True``),
+        so evaluating never disturbs collection.
+        """
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.nets.parameters())

@@ -32,7 +32,7 @@ class Evaluator:
     def run_episode(policy: Any, env: Any, seed: int, frames: list | None = None) -> tuple[float, int]:
         """One deterministic episode; appends rendered frames to ``frames`` when given."""
         obs, _ = env.reset(seed=seed)
-        policy.reset()
+        policy.reset(evaluation=True)
         total, length, done = 0.0, 0, False
         while not done:
             if frames is not None:

@@ -91,7 +91,7 @@ class RandomPolicy:
     def collect(self, obs):
         return torch.zeros(obs.shape[0], 1)
 
-    def reset(self, mask=None):
+    def reset(self, mask=None, *, evaluation=False):
         pass
 
 

@@ -69,10 +69,12 @@ class EnsembleLinear(nn.Module):
 class ProbabilisticEnsemble(nn.Module):
     """E MLPs, each mapping normalised ``[obs, action]`` to a diagonal Gaussian (and a logit).
 
-    Outputs are soft-bounded log-variances between the learned ``min_logvar``
-    and ``max_logvar`` (shared by the members, as in MBPO). Input mean and std
-    are buffers fitted on data (``fit_input_normalizer``); ``elites`` holds the
-    indices of the members used for prediction.
+    Each member predicts the Gaussian in normalised target space, with a
+    log-variance soft-bounded between the learned ``min_logvar`` and
+    ``max_logvar`` (shared by the members, as in MBPO); ``forward`` maps it
+    back to target units. Input and target means and stds are buffers fitted
+    on data (``fit_input_normalizer``, ``fit_target_normalizer``; identity until
+    fitted); ``elites`` holds the indices of the members used for prediction.
 
     Args:
         in_dim: input size (obs + action).
@@ -102,7 +104,16 @@ class ProbabilisticEnsemble(nn.Module):
         self.min_logvar = nn.Parameter(torch.full((1, 1, gaussian_dim), -10.0))
         self.register_buffer("input_mean", torch.zeros(in_dim))
         self.register_buffer("input_std", torch.ones(in_dim))
+        self.register_buffer("target_mean", torch.zeros(gaussian_dim))
+        self.register_buffer("target_std", torch.ones(gaussian_dim))
         self.register_buffer("elites", torch.arange(elite_size))
+
+    @staticmethod
+    def _mean_std(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_rank("values", values, 2)
+        mean = values.mean(dim=0)
+        std = values.std(dim=0, unbiased=False) if values.shape[0] > 1 else torch.ones_like(mean)
+        return mean, torch.where(std < 1e-12, torch.ones_like(std), std)
 
     @torch.no_grad()
     def fit_input_normalizer(self, inputs: torch.Tensor) -> None:
@@ -111,14 +122,28 @@ class ProbabilisticEnsemble(nn.Module):
         Shapes:
             inputs: [N, in_dim]
         """
-        check_rank("inputs", inputs, 2)
-        self.input_mean.copy_(inputs.mean(dim=0))
-        std = inputs.std(dim=0, unbiased=False) if inputs.shape[0] > 1 else torch.ones_like(self.input_std)
-        self.input_std.copy_(torch.where(std < 1e-12, torch.ones_like(std), std))
+        mean, std = self._mean_std(inputs)
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
 
-    def forward(self, inputs: torch.Tensor, members: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-member Gaussian mean, bounded log-variance and logits.
+    @torch.no_grad()
+    def fit_target_normalizer(self, targets: torch.Tensor) -> None:
+        """Set the target mean and std from data; a constant target keeps std 1.
+
+        Shapes:
+            targets: [N, G]
+        """
+        mean, std = self._mean_std(targets)
+        self.target_mean.copy_(mean)
+        self.target_std.copy_(std)
+
+    def normalize_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """Targets in the space the members predict in. Shapes: [..., G] -> [..., G]"""
+        return (targets - self.target_mean) / self.target_std
+
+    def forward_normalized(self, inputs: torch.Tensor, members: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-member mean and bounded log-variance in normalised target space, and logits.
 
         Args:
             inputs: raw (unnormalised) ``[obs, action]``, one batch per member or
@@ -144,6 +169,16 @@ class ProbabilisticEnsemble(nn.Module):
         logvar = self.max_logvar - F.softplus(self.max_logvar - raw_logvar)
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
         return mean, logvar, logits
+
+    def forward(self, inputs: torch.Tensor, members: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-member Gaussian mean and log-variance in target units, and logits.
+
+        Shapes:
+            as ``forward_normalized``
+        """
+        mean, logvar, logits = self.forward_normalized(inputs, members)
+        return (mean * self.target_std + self.target_mean, logvar + 2.0 * torch.log(self.target_std), logits)
 
     def weight_decay_loss(self, decays: Sequence[float]) -> torch.Tensor:
         """``sum_l decay_l * ||W_l||^2 / 2`` over the layers' weights (not biases)."""
@@ -222,7 +257,7 @@ class EnsembleTrainer:
                  holdout_ratio: float = 0.2, max_holdout: int = 5000, max_epochs: int = 50,
                  max_epochs_since_update: int = 5, improvement_threshold: float = 0.01, min_epoch_batches: int = 10,
                  max_train_steps: int | None = None, bootstrap: bool = True, logvar_bound_coef: float = 0.01,
-                 termination_coef: float = 1.0) -> None:
+                 termination_coef: float = 1.0, normalize_targets: bool = True) -> None:
         if len(weight_decays) != len(ensemble.layers):
             raise ConfigError(f"world_model.weight_decays needs one value per layer ({len(ensemble.layers)}: "
                               f"hidden layers + output), got {len(weight_decays)}")
@@ -247,44 +282,54 @@ class EnsembleTrainer:
         self.bootstrap = bool(bootstrap)
         self.logvar_bound_coef = float(logvar_bound_coef)
         self.termination_coef = float(termination_coef)
+        self.normalize_targets = bool(normalize_targets)
         self.optimizer = torch.optim.Adam(ensemble.parameters(), lr=learning_rate)
 
     # -- losses ---------------------------------------------------------
     def loss(self, batch: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training loss of one batch per member: sum of members' NLL + regularisers.
 
+        NLL and MSE are measured in normalised target space (each target
+        dimension weighs the same whatever its units).
+
         Shapes:
             batch.inputs [E, B, in], batch.targets [E, B, G], batch.terminated [E, B]
             -> loss [], nll [E], mse [E]
         """
-        mean, logvar, logits = self.ensemble(batch.inputs)
-        nll = gaussian_nll(mean, logvar, batch.targets)
+        mean, logvar, logits = self.ensemble.forward_normalized(batch.inputs)
+        targets = self.ensemble.normalize_targets(batch.targets)
+        nll = gaussian_nll(mean, logvar, targets)
         loss = nll.sum() + self.logvar_bound_coef * self.ensemble.logvar_bound_loss()
         loss = loss + self.ensemble.weight_decay_loss(self.weight_decays)
         if batch.terminated is not None and self.ensemble.logit_dim:
             bce = F.binary_cross_entropy_with_logits(logits[..., 0], batch.terminated, reduction="none")
             loss = loss + self.termination_coef * bce.mean(dim=1).sum()
-        return loss, nll.detach(), squared_error(mean, batch.targets).detach()
+        return loss, nll.detach(), squared_error(mean, targets).detach()
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, chunk: int = 8192) -> dict[str, torch.Tensor]:
         """Per-member errors on ``data`` (the same rows for every member).
 
-        ``score`` is what early stopping and elite selection minimise: the MSE,
-        plus ``termination_coef`` times the termination cross-entropy where a
-        termination head learns.
+        ``mse`` is in target units (MBPO's holdout error); ``normalized_mse`` and
+        ``nll`` in normalised target space. ``score`` is what early stopping and
+        elite selection minimise: ``normalized_mse``, plus ``termination_coef``
+        times the termination cross-entropy where a termination head learns.
 
         Shapes:
-            data.inputs [N, in] -> {"mse", "nll", "score": [E]; with a head also
-            "termination_bce", "termination_accuracy": [E]}
+            data.inputs [N, in] -> {"mse", "normalized_mse", "nll", "score": [E];
+            with a head also "termination_bce", "termination_accuracy": [E]}
         """
         sums: dict[str, torch.Tensor] = {}
+        scale = self.ensemble.target_std.pow(2)
         for start in range(0, len(data), chunk):
             part = data.subset(torch.arange(start, min(start + chunk, len(data)), device=data.inputs.device))
-            mean, logvar, logits = self.ensemble(part.inputs)
-            target = part.targets.unsqueeze(0).expand_as(mean)
+            mean, logvar, logits = self.ensemble.forward_normalized(part.inputs)
+            target = self.ensemble.normalize_targets(part.targets).unsqueeze(0).expand_as(mean)
+            error = (mean - target).pow(2)
             weight = len(part)
-            values = {"mse": squared_error(mean, target) * weight, "nll": gaussian_nll(mean, logvar, target) * weight}
+            values = {"mse": (error * scale).mean(dim=(1, 2)) * weight,
+                      "normalized_mse": error.mean(dim=(1, 2)) * weight,
+                      "nll": gaussian_nll(mean, logvar, target) * weight}
             if part.terminated is not None and self.ensemble.logit_dim:
                 flags = part.terminated.unsqueeze(0).expand_as(logits[..., 0])
                 bce = F.binary_cross_entropy_with_logits(logits[..., 0], flags, reduction="none")
@@ -293,7 +338,7 @@ class EnsembleTrainer:
             for key, value in values.items():
                 sums[key] = sums.get(key, 0) + value
         result = {key: value / len(data) for key, value in sums.items()}
-        result["score"] = result["mse"] + self.termination_coef * result.get("termination_bce", 0.0)
+        result["score"] = result["normalized_mse"] + self.termination_coef * result.get("termination_bce", 0.0)
         return result
 
     # -- fitting --------------------------------------------------------
@@ -348,6 +393,8 @@ class EnsembleTrainer:
         if len(holdout) == 0:
             holdout = train  # no split asked for: stop and choose elites on the training data
         self.ensemble.fit_input_normalizer(train.inputs)
+        if self.normalize_targets:
+            self.ensemble.fit_target_normalizer(train.targets)
         member_index = self.member_indices(len(train))
 
         best = self.evaluate(holdout)["score"]
@@ -405,10 +452,11 @@ class EnsembleTrainer:
                  epochs: int, steps: int, n_train: int, n_holdout: int, seconds: float) -> Metrics:
         elites = self.ensemble.elites
         metrics = {
-            "train_nll": float(torch.as_tensor(train_nll).mean()),
-            "train_mse": float(torch.as_tensor(train_mse).mean()),
+            "train_nll": float(torch.as_tensor(train_nll).mean()),  # normalised target space
+            "train_mse_normalized": float(torch.as_tensor(train_mse).mean()),
             "holdout_nll": float(final["nll"][elites].mean()),
-            "holdout_mse": float(final["mse"][elites].mean()),
+            "holdout_mse": float(final["mse"][elites].mean()),  # target units
+            "holdout_mse_normalized": float(final["normalized_mse"][elites].mean()),
             "holdout_mse_all": float(final["mse"].mean()),
             "epochs": float(epochs),
             "train_steps": float(steps),
@@ -454,6 +502,7 @@ class MbpoWorldModel(DynaWorldModel):
         "min_epoch_batches": 10,  # an epoch is at least this many batches (small buffers)
         "max_train_steps": None,  # optional bound on gradient steps per training
         "bootstrap": True,  # each member trains on its own resample of the training rows
+        "normalize_targets": True,  # members predict standardised reward and deltas (scale-free training)
         "logvar_bound_coef": 0.01,  # weight of the learned log-variance bound regulariser
         "termination_coef": 1.0,  # weight of the termination head's cross-entropy
         "deterministic": False,  # step returns the chosen elite's mean instead of a sample
@@ -487,7 +536,8 @@ class MbpoWorldModel(DynaWorldModel):
             max_epochs=c.max_epochs, max_epochs_since_update=c.max_epochs_since_update,
             improvement_threshold=c.improvement_threshold, min_epoch_batches=c.min_epoch_batches,
             max_train_steps=c.max_train_steps,
-            bootstrap=c.bootstrap, logvar_bound_coef=c.logvar_bound_coef, termination_coef=c.termination_coef)
+            bootstrap=c.bootstrap, logvar_bound_coef=c.logvar_bound_coef, termination_coef=c.termination_coef,
+            normalize_targets=c.normalize_targets)
         self.optimizers["ensemble"] = self.trainer.optimizer
         self.trained = False
 
@@ -549,6 +599,7 @@ class MbpoWorldModel(DynaWorldModel):
         elites = self.ensemble.elites
         mean, _, _ = self.ensemble(data.inputs, elites)
         metrics = {"recent_mse": float(result["mse"][elites].mean()),
+                   "recent_mse_normalized": float(result["normalized_mse"][elites].mean()),
                    "recent_nll": float(result["nll"][elites].mean()),
                    "recent_reward_mse": float((mean[..., 0] - data.targets[:, 0]).pow(2).mean()),
                    "recent_obs_mse": float((mean[..., 1:] - data.targets[:, 1:]).pow(2).mean())}

@@ -160,6 +160,33 @@ def test_input_normalisation() -> None:
     assert "input_mean" in ensemble.state_dict() and "input_std" in ensemble.state_dict()
 
 
+def test_target_normalisation_maps_back_to_target_units() -> None:
+    ensemble = small_ensemble()
+    targets = torch.randn(500, 2) * torch.tensor([20.0, 0.01]) + torch.tensor([-8.0, 0.5])
+    ensemble.fit_target_normalizer(targets)
+    torch.testing.assert_close(ensemble.target_std, targets.std(0, unbiased=False))
+    x = torch.randn(9, 3)
+    mean_n, logvar_n, _ = ensemble.forward_normalized(x)
+    mean, logvar, _ = ensemble(x)
+    torch.testing.assert_close(mean, mean_n * ensemble.target_std + ensemble.target_mean)
+    torch.testing.assert_close(logvar, logvar_n + 2 * torch.log(ensemble.target_std))
+    normalised = ensemble.normalize_targets(targets)
+    torch.testing.assert_close(normalised.std(0, unbiased=False), torch.ones(2), atol=1e-4, rtol=0)
+
+
+def test_training_does_not_depend_on_target_units() -> None:
+    data = regression_data(count=400)
+    scaled = Dataset(data.inputs, data.targets * torch.tensor([1000.0, 0.001]) + 5.0)
+    results = []
+    for dataset in (data, scaled):
+        ensemble = small_ensemble()
+        metrics = trainer_for(ensemble, max_epochs=3).fit(dataset)
+        results.append((metrics["holdout_mse_normalized"], metrics["holdout_nll"], ensemble.elites.tolist()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-3)
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-3, abs=1e-3)
+    assert results[0][2] == results[1][2]
+
+
 # -- the trainer ----------------------------------------------------------
 def test_nll_and_mse_decrease_on_a_fixed_dataset() -> None:
     data = regression_data()
@@ -267,7 +294,8 @@ def test_termination_source() -> None:
 def test_train_step_and_eval(buffer: ReplayBuffer) -> None:
     model = build_model()
     metrics = model.train(buffer, envstep=600, train_iter=0)
-    for key in ("train_nll", "train_mse", "holdout_nll", "holdout_mse", "epochs", "elite_0", "elite_1"):
+    for key in ("train_nll", "train_mse_normalized", "holdout_nll", "holdout_mse", "holdout_mse_normalized", "epochs",
+                "elite_0", "elite_1"):
         assert np.isfinite(metrics[key])
     obs = torch.as_tensor(buffer.data["obs"][:64])
     action = torch.as_tensor(buffer.data["action"][:64])

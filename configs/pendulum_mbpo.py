@@ -35,6 +35,7 @@ config = dict(
 
 presets = dict(
     debug=dict(
+        num_threads=1,
         env_steps=400,
         collector=dict(warmup_steps=200),
         world_model=dict(ensemble_size=3, elite_size=2, hidden_sizes=[32, 32],

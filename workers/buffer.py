@@ -177,13 +177,13 @@ class ReplayBuffer:
         return {"capacity": self.capacity, "size": self.size, "pos": self.pos,
                 "row_width": -2 if self.row_width is None else self.row_width,
                 "rng": self.rng.bit_generator.state,
-                "data": {k: torch.from_numpy(v[: self.capacity].copy()) for k, v in self.data.items()}}
+                "data": {k: torch.from_numpy(v[: self.size].copy()) for k, v in self.data.items()}}
 
     def load_state_dict(self, state: Mapping) -> None:
         self.capacity = int(state["capacity"])
         self._alloc(self.capacity)
         for key, value in state["data"].items():
-            self.data[key][...] = _to_numpy(value)
+            self.data[key][: len(value)] = _to_numpy(value)
         self.size = int(state["size"])
         self.pos = int(state["pos"])
         width = int(state["row_width"])

@@ -70,5 +70,40 @@ class SerialCollector:
         self.finished_returns = []
         return stats
 
+    def state_dict(self) -> dict:
+        """Counters, the current observations, the warm-up RNG and a replay of each slot's episode."""
+        episodes = self.envs.call("episode_state")
+        return {
+            "envstep": self.envstep,
+            "obs": torch.from_numpy(np.array(self.obs)),
+            "episode_return": torch.from_numpy(self.episode_return.copy()),
+            "episode_length": torch.from_numpy(self.episode_length.copy()),
+            "finished_returns": list(self.finished_returns),
+            "action_rng": self.envs.action_space.np_random.bit_generator.state,
+            "episodes": [{"seed": e["seed"], "rng_state": e["rng_state"], "options": e["options"],
+                          "actions": torch.from_numpy(np.asarray(e["actions"]))} for e in episodes],
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Bring every env slot back to the saved mid-episode state by replaying its episode.
+
+        Raises:
+            RuntimeError: the replayed observations differ from the saved ones
+                (the env is not deterministic given its seed and actions).
+        """
+        self.envstep = int(state["envstep"])
+        self.episode_return = state["episode_return"].numpy().copy()
+        self.episode_length = state["episode_length"].numpy().copy()
+        self.finished_returns = list(state["finished_returns"])
+        self.envs.action_space.np_random.bit_generator.state = state["action_rng"]
+        episodes = [dict(e, actions=e["actions"].numpy()) for e in state["episodes"]]
+        self.envs.set_attr("pending_episode", episodes)
+        replayed = np.stack(self.envs.call("restore_pending"))
+        saved = state["obs"].numpy()
+        if not np.array_equal(replayed.astype(saved.dtype), saved):
+            raise RuntimeError("resume: replaying the saved episodes did not reproduce the saved observations; "
+                               "the env is not deterministic given its seed and actions")
+        self.obs = saved.copy()
+
     def close(self) -> None:
         self.envs.close()

@@ -33,10 +33,15 @@ class RunLogger:
         self.start_time = time.perf_counter()
         self.last_eval = float("nan")
 
-    def open(self, run_dir: Path, start_step: int = 0) -> None:
+    def open(self, run_dir: Path, start_step: int = 0, wall_offset: float = 0.0) -> None:
+        """Start writing into ``run_dir``; a resumed run passes its step and training time so far."""
         self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(str(self.run_dir), flush_secs=30)
-        self.start_time = time.perf_counter()
+        self.start_time = time.perf_counter() - wall_offset
+        for row in self.rows:
+            for key in row:
+                if key not in self.columns:
+                    self.columns.append(key)
         if self.show_progress:
             self.bar = tqdm(total=self.total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                             desc="env steps", file=sys.stdout, mininterval=0.5, smoothing=0.05)

@@ -1,7 +1,9 @@
 """The serial pipeline: one loop for model-free, Dyna, Dream and Hybrid agents."""
 from __future__ import annotations
 
+import csv
 import json
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ from worldmodels.base import DynaWorldModel
 from worldmodels.config import to_plain
 from worldmodels.envs import make_env
 from worldmodels.experiment import resolve_config
-from workers.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from workers.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from workers.collector import SerialCollector
 from workers.evaluator import Evaluator
 from workers.learner import Learner
@@ -54,7 +56,8 @@ class SerialPipeline:
     when due; the policy updates owed; evaluation and checkpoint when due.
     """
 
-    def __init__(self, cfg: Mapping, out_dir: str | Path = "runs", show_progress: bool = True) -> None:
+    def __init__(self, cfg: Mapping, out_dir: str | Path = "runs", show_progress: bool = True,
+                 run_dir: str | Path | None = None) -> None:
         self.cfg = cfg = resolve_config(cfg)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
@@ -77,8 +80,12 @@ class SerialPipeline:
                                self.logger, start_step=cfg.collector.warmup_steps)
         self.next_eval_step = 0
         self.next_checkpoint_step = cfg.checkpoint_every or None
-        self.run_dir: Path | None = None
+        self.run_dir: Path | None = None if run_dir is None else Path(run_dir)
         self.last_eval: dict[str, float] = {}
+        self.off_schedule_eval = False  # the last evaluation was the budget's, not the schedule's
+        self.stop_signal: int | None = None
+        self.wall_offset = 0.0  # training time before a resume
+        self.last_saved_step: int | None = None
 
     def _make_env_buffer(self, env_spec: Any) -> Any:
         obs_shape, obs_dtype = space_storage(env_spec.observation_space)
@@ -91,29 +98,60 @@ class SerialPipeline:
 
     # -- the loop -------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Train for ``env_steps`` env steps; returns a summary of the run."""
-        self.run_dir = make_run_dir(self.out_dir, self.cfg.exp_name, self.cfg.seed)
-        with open(self.run_dir / "config.json", "w") as handle:
-            json.dump(to_plain(self.cfg), handle, indent=2)
-        self.logger.open(self.run_dir, start_step=self.collector.envstep)
-        self.logger.message(f"run directory: {self.run_dir}")
+        """Train until ``env_steps`` env steps or SIGINT/SIGTERM; returns a summary of the run.
+
+        A signal lets the current iteration finish, then writes a checkpoint.
+        """
+        self._open_run_dir()
         start = time.perf_counter()
+        previous_handlers = self._install_signal_handlers()
         try:
-            while self.collector.envstep < self.cfg.env_steps:
+            while self.collector.envstep < self.cfg.env_steps and self.stop_signal is None:
                 self.iteration()
-            if not self.last_eval or self.last_eval["env_step"] != self.collector.envstep:
-                self.evaluate()
-            self.save()
+            if self.stop_signal is None:
+                self.final_evaluation()
+            if self.last_saved_step != self.collector.envstep:
+                self.save()
         finally:
+            self._restore_signal_handlers(previous_handlers)
             self.logger.close()
             self.collector.close()
             self.evaluator.close()
         wall = time.perf_counter() - start
         return {"run_dir": str(self.run_dir), "env_steps": self.collector.envstep, "wall_time": wall,
                 "env_steps_per_s": self.collector.envstep / max(wall, 1e-9), "train_iter": self.learner.train_iter,
-                "eval_return_mean": self.last_eval["eval_return_mean"],
-                "eval_return_std": self.last_eval["eval_return_std"],
-                "eval_episodes": self.cfg.evaluator.n_episodes}
+                "eval_return_mean": self.last_eval.get("eval_return_mean", float("nan")),
+                "eval_return_std": self.last_eval.get("eval_return_std", float("nan")),
+                "eval_episodes": self.cfg.evaluator.n_episodes,
+                "stopped_by": None if self.stop_signal is None else signal.Signals(self.stop_signal).name}
+
+    def _open_run_dir(self) -> None:
+        if self.run_dir is None:
+            self.run_dir = make_run_dir(self.out_dir, self.cfg.exp_name, self.cfg.seed)
+        with open(self.run_dir / "config.json", "w") as handle:
+            json.dump(to_plain(self.cfg), handle, indent=2)
+        self.logger.open(self.run_dir, start_step=self.collector.envstep, wall_offset=self.wall_offset)
+        self.logger.message(f"run directory: {self.run_dir}")
+
+    def _install_signal_handlers(self) -> dict:
+        def request_stop(signum: int, frame: Any) -> None:
+            if self.stop_signal is not None:  # a second signal stops at once
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+            self.logger.message(f"{signal.Signals(signum).name} received: finishing this step and saving")
+
+        handlers = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[signum] = signal.signal(signum, request_stop)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+        return handlers
+
+    @staticmethod
+    def _restore_signal_handlers(handlers: dict) -> None:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
     def iteration(self) -> None:
         if self.collector.envstep >= self.next_eval_step:
@@ -140,29 +178,162 @@ class SerialPipeline:
             metrics = model.fill_img_buffer(self.policy, self.env_buffer, self.img_buffer, envstep, train_iter)
             model.log("imagination", metrics, envstep)
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, on_schedule: bool = True) -> dict[str, float]:
         envstep = self.collector.envstep
         mean, std, _ = self.evaluator.evaluate(self.policy)
         self.learner.flush(envstep)
         self.logger.log_scalars("collect", self.collector.pop_episode_stats(), envstep)
         self.last_eval = self.logger.log_evaluation(envstep, self.learner.train_iter, mean, std)
-        self.next_eval_step = envstep + self.cfg.evaluator.eval_freq
+        self.off_schedule_eval = not on_schedule
+        if on_schedule:
+            self.next_eval_step = envstep + self.cfg.evaluator.eval_freq
         return self.last_eval
+
+    def final_evaluation(self) -> None:
+        """Evaluate at the end of the budget unless that step was just evaluated.
+
+        The evaluation counts as on schedule when a longer run would also
+        evaluate at this step; otherwise a resumed run drops its row, so that a
+        run continued with ``--resume`` matches an uninterrupted one.
+        """
+        envstep = self.collector.envstep
+        if self.last_eval and self.last_eval["env_step"] == envstep:
+            return
+        self.evaluate(on_schedule=envstep >= self.next_eval_step)
 
     # -- state ----------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything that determines the rest of the run (tensors and plain values only)."""
+        save_buffers = self.cfg.save_buffer
         return {
             "format": 1,
             "config": json.dumps(to_plain(self.cfg)),
             "env_step": self.collector.envstep,
+            "pipeline": {"next_eval_step": self.next_eval_step, "next_checkpoint_step": self.next_checkpoint_step,
+                         "off_schedule_eval": self.off_schedule_eval, "last_eval": dict(self.last_eval),
+                         "wall_time": self.logger.wall_time()},
+            "logger_latest": dict(self.logger.latest),
             "learner": self.learner.state_dict(),
             "policy": self.policy.state_dict(),
             "world_model": None if self.world_model is None else self.world_model.state_dict(),
+            "collector": self.collector.state_dict(),
+            "env_buffer": self.env_buffer.state_dict() if save_buffers else None,
+            "img_buffer": self.img_buffer.state_dict() if save_buffers and self.img_buffer is not None else None,
             "torch_rng": torch.get_rng_state(),
         }
 
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore a ``state_dict``; the run continues exactly where it stopped."""
+        if state["env_buffer"] is None:
+            raise CheckpointError("this checkpoint was saved with save_buffer=False: the replay buffer is "
+                                  "missing, so the run cannot resume")
+        pipeline = state["pipeline"]
+        self.next_eval_step = int(pipeline["next_eval_step"])
+        self.next_checkpoint_step = pipeline["next_checkpoint_step"]
+        self.last_eval = dict(pipeline["last_eval"])
+        self.wall_offset = float(pipeline["wall_time"])
+        if pipeline["off_schedule_eval"]:
+            self.last_eval = {}
+        self.logger.latest = dict(state["logger_latest"])
+        self.learner.load_state_dict(state["learner"])
+        self.policy.load_state_dict(state["policy"])
+        if self.world_model is not None:
+            self.world_model.load_state_dict(state["world_model"])
+        self.collector.load_state_dict(state["collector"])
+        self.env_buffer.load_state_dict(state["env_buffer"])
+        if self.img_buffer is not None and state["img_buffer"] is not None:
+            self.img_buffer.load_state_dict(state["img_buffer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.off_schedule_eval = False
+
     def save(self) -> Path:
-        return save_checkpoint(self.state_dict(), self.run_dir / CHECKPOINT_NAME)
+        """Write ``checkpoint.pt`` atomically, keeping the previous ones in ``checkpoints/``."""
+        self.last_saved_step = self.collector.envstep
+        return rotate_and_save(self.state_dict(), self.run_dir, self.cfg.keep_checkpoints)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, env_steps: int | None = None, show_progress: bool = True
+               ) -> "SerialPipeline":
+        """A pipeline restored from the newest loadable checkpoint of ``run_dir``."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.json").is_file():
+            raise CheckpointError(f"'{run_dir}' is not a run directory (no config.json)")
+        state, path = load_latest_checkpoint(run_dir)
+        cfg = json.loads(state["config"])
+        if env_steps is not None:
+            cfg["env_steps"] = int(env_steps)
+        pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir)
+        pipeline.load_state_dict(state)
+        pipeline.logger.rows = read_progress_rows(run_dir, int(state["env_step"]),
+                                                  drop_last=bool(state["pipeline"]["off_schedule_eval"]))
+        pipeline.logger.message(f"resuming from {path} at env step {state['env_step']}")
+        return pipeline
+
+
+def checkpoint_paths(run_dir: Path) -> list[Path]:
+    """``checkpoint.pt`` then the kept older checkpoints, newest first."""
+    older = sorted((run_dir / "checkpoints").glob("checkpoint_*.pt"),
+                   key=lambda p: int(p.stem.split("_")[-1]), reverse=True)
+    return [run_dir / CHECKPOINT_NAME, *older]
+
+
+def rotate_and_save(state: dict, run_dir: Path, keep: int) -> Path:
+    """Write ``state`` to a temporary file, move the current checkpoint aside, rename the new one in."""
+    latest = run_dir / CHECKPOINT_NAME
+    tmp = save_checkpoint(state, run_dir / f".{CHECKPOINT_NAME}.new")
+    if latest.exists() and keep > 1:
+        history = run_dir / "checkpoints"
+        history.mkdir(exist_ok=True)
+        previous = load_step(latest)
+        if previous is not None:
+            latest.replace(history / f"checkpoint_{previous}.pt")
+    tmp.replace(latest)
+    for stale in checkpoint_paths(run_dir)[max(keep, 1):]:
+        stale.unlink(missing_ok=True)
+    return latest
+
+
+def load_step(path: Path) -> int | None:
+    """The env step a checkpoint was written at, or None when it cannot be read."""
+    try:
+        return int(load_checkpoint(path)["env_step"])
+    except (CheckpointError, KeyError, ValueError):
+        return None
+
+
+def load_latest_checkpoint(run_dir: Path) -> tuple[dict, Path]:
+    """The newest checkpoint of ``run_dir`` that loads; a corrupt one is reported and skipped."""
+    errors = []
+    for path in checkpoint_paths(run_dir):
+        if not path.exists():
+            continue
+        try:
+            return load_checkpoint(path), path
+        except CheckpointError as err:
+            errors.append(str(err))
+            print(f"warning: {err}; trying an older checkpoint", flush=True)
+    detail = "; ".join(errors) if errors else "no checkpoint found"
+    raise CheckpointError(f"cannot resume '{run_dir}': {detail}")
+
+
+def read_progress_rows(run_dir: Path, up_to_step: int, drop_last: bool) -> list[dict]:
+    """progress.csv rows written up to ``up_to_step`` (values as numbers)."""
+    path = run_dir / "progress.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        rows = [{k: _number(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+    rows = [row for row in rows if row["env_step"] <= up_to_step]
+    if drop_last and rows and rows[-1]["env_step"] == up_to_step:
+        rows.pop()
+    return rows
+
+
+def _number(text: str) -> float | int:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def serial_pipeline(cfg: Mapping, out_dir: str | Path = "runs", show_progress: bool = True) -> dict[str, Any]:

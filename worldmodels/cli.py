@@ -8,9 +8,10 @@ import sys
 from typing import Sequence
 
 from registry import ALL_REGISTRIES, RegistryError
+from workers.checkpoint import CheckpointError
 from worldmodels.config import ConfigError, to_plain
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, RegistryError)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, RegistryError, CheckpointError)
 
 
 class UsageError(Exception):
@@ -41,8 +42,9 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
 
 
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="a shipped config name (see 'worldmodels list') or a path to a .py file")
+def _add_config_args(parser: argparse.ArgumentParser, optional: bool = False) -> None:
+    parser.add_argument("config", nargs="?" if optional else None,
+                        help="a shipped config name (see 'worldmodels list') or a path to a .py file")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override one value, e.g. --set policy.actor_lr=1e-3 (repeatable)")
     parser.add_argument("--preset", default=None, help="apply a preset of the config, e.g. debug")
@@ -56,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     train = commands.add_parser("train", help="train an agent from a config")
-    _add_config_args(train)
+    _add_config_args(train, optional=True)
+    train.add_argument("--resume", metavar="RUN_DIR", default=None,
+                       help="continue a stopped run from its newest checkpoint (with --env-steps: a new total)")
     train.add_argument("--out", default="runs", help="parent directory of run directories (default: runs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -67,12 +71,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _train_pipeline(args: argparse.Namespace):
     from worldmodels.experiment import compose_config
-    from workers.pipeline import serial_pipeline
+    from workers.pipeline import SerialPipeline
 
-    cfg = compose_config(args.config, args.preset, args.sets, args.seed, args.env_steps)
-    result = serial_pipeline(cfg, out_dir=args.out, show_progress=not args.no_progress)
+    if args.resume is None:
+        if args.config is None:
+            raise UsageError("train needs a CONFIG or --resume RUN_DIR (see 'worldmodels train --help')")
+        cfg = compose_config(args.config, args.preset, args.sets, args.seed, args.env_steps)
+        return SerialPipeline(cfg, out_dir=args.out, show_progress=not args.no_progress)
+    extra = [name for name, value in (("CONFIG", args.config), ("--set", args.sets), ("--preset", args.preset),
+                                      ("--seed", args.seed)) if value]
+    if extra:
+        raise UsageError(f"--resume continues a run with its saved config; drop {', '.join(extra)} "
+                         "(only --env-steps may change)")
+    return SerialPipeline.resume(args.resume, args.env_steps, show_progress=not args.no_progress)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    result = _train_pipeline(args).run()
+    if result["stopped_by"] is not None:
+        print(f"stopped by {result['stopped_by']} at env step {result['env_steps']}; checkpoint saved. "
+              f"Resume with: worldmodels train --resume {result['run_dir']}")
+        return 130 if result["stopped_by"] == "SIGINT" else 143
     print(f"finished {result['env_steps']} env steps in {result['wall_time']:.1f} s "
           f"({result['env_steps_per_s']:.0f} env steps/s, {result['train_iter']} policy updates)")
     print(f"final eval return {result['eval_return_mean']:.1f} ± {result['eval_return_std']:.1f} "

@@ -1,10 +1,13 @@
 """Environment construction from config: gymnasium ids, registered wrappers, vector envs."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Mapping
 
 import gymnasium as gym
+import numpy as np
 
+import worldmodels.wrappers  # registers the pixel-observation wrapper
 from registry import ENV_REGISTRY, RegistryError, closest_match
 from worldmodels.config import ConfigError
 
@@ -61,6 +64,47 @@ def make_env(env_cfg: Mapping, render_mode: str | None = None) -> gym.Env:
     return env
 
 
+class EpisodeRecorder(gym.Wrapper):
+    """Records what replays the current episode exactly: its reset seed (or the env's
+    RNG state before the reset) and the actions taken since.
+
+    ``restore_episode`` brings a fresh copy of the env to the same state, which
+    lets a run resume mid-episode without pickling simulator internals.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._episode: dict[str, Any] = {"seed": None, "rng_state": None, "options": None, "actions": []}
+        self.pending_episode: dict | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        rng_state = None if seed is not None else copy.deepcopy(self.unwrapped.np_random.bit_generator.state)
+        self._episode = {"seed": seed, "rng_state": rng_state, "options": options, "actions": []}
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> tuple:
+        self._episode["actions"].append(np.array(action, copy=True))
+        return self.env.step(action)
+
+    def episode_state(self) -> dict:
+        """The current episode's seed or RNG state, and its actions stacked ``[T, ...]``."""
+        state = dict(self._episode)
+        state["actions"] = np.stack(state["actions"]) if state["actions"] else np.zeros((0,))
+        return state
+
+    def restore_pending(self) -> Any:
+        """Replay ``pending_episode`` (set through ``set_attr``); returns the current observation."""
+        state, self.pending_episode = self.pending_episode, None
+        if state["seed"] is not None:
+            obs, _ = self.reset(seed=int(state["seed"]), options=state["options"])
+        else:
+            self.unwrapped.np_random.bit_generator.state = state["rng_state"]
+            obs, _ = self.reset(options=state["options"])
+        for action in state["actions"]:
+            obs, *_ = self.step(action)
+        return obs
+
+
 def make_vector_env(env_cfg: Mapping, num_envs: int, mode: str = "sync") -> gym.vector.VectorEnv:
     """``num_envs`` copies of the env; a finished episode resets in the same step and its
     final observation is in ``info['final_obs']``.
@@ -70,7 +114,7 @@ def make_vector_env(env_cfg: Mapping, num_envs: int, mode: str = "sync") -> gym.
     if num_envs < 1:
         raise ConfigError(f"collector.env_num must be >= 1, got {num_envs}")
     check_env_id(env_cfg["id"])
-    factories = [lambda: make_env(env_cfg) for _ in range(num_envs)]
+    factories = [lambda: EpisodeRecorder(make_env(env_cfg)) for _ in range(num_envs)]
     vector_cls = gym.vector.SyncVectorEnv if mode == "sync" else gym.vector.AsyncVectorEnv
     return vector_cls(factories, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 

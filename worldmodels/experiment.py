@@ -24,7 +24,9 @@ PIPELINE_DEFAULTS: dict = dict(
     # oversubscription that slowed steps tenfold on 2 cores. 0 leaves torch's default.
     num_threads=1,
     env_steps=10_000,  # total env steps of the run
-    checkpoint_every=0,  # env steps between checkpoints; 0: only at the end
+    checkpoint_every=0,  # env steps between checkpoints; 0: only at the end (and on SIGINT/SIGTERM)
+    keep_checkpoints=3,  # checkpoint.pt plus this many minus one older ones in checkpoints/
+    save_buffer=True,  # checkpoints hold the replay buffers (needed to resume)
     env=dict(id=None, kwargs={}, max_episode_steps=None, wrappers=[]),
     collector=dict(env_num=1, vector="sync", warmup_steps=1000),
     buffer=dict(type="replay", import_names=[], capacity=1_000_000),
@@ -166,7 +168,7 @@ def resolve_config(raw: Mapping) -> EasyDict:
     if cfg.collector.vector not in VECTOR_MODES:
         raise ConfigError(f"config key 'collector.vector' must be one of {', '.join(VECTOR_MODES)}, "
                           f"got {cfg.collector.vector!r}")
-    for key in ("env_steps", "collector.env_num", "learner.batch_size", "learner.log_every",
+    for key in ("env_steps", "keep_checkpoints", "collector.env_num", "learner.batch_size", "learner.log_every",
                 "evaluator.eval_freq", "evaluator.n_episodes", "buffer.capacity"):
         _check_positive(cfg, key)
     for key in ("collector.warmup_steps", "checkpoint_every", "num_threads", "learner.updates_per_step"):

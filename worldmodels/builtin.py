@@ -1,7 +1,7 @@
 """Imports every built-in world model so that its registration runs."""
 import importlib
 
-BUILTIN_MODULES: tuple[str, ...] = ("worldmodels.mbpo",)
+BUILTIN_MODULES: tuple[str, ...] = ("worldmodels.mbpo", "worldmodels.dreamerv3")
 
 for _module in BUILTIN_MODULES:
     importlib.import_module(_module)

@@ -1,0 +1,34 @@
+"""DreamerV3 on CartPole-v1 (discrete actions, vector observations): the Dream path's
+discrete benchmark. Target: eval return >= 450 by 20,000 env steps on a 2-core CPU.
+
+Against DreamerV3's defaults: the CPU size preset ``XXS`` (``world_model.size="S"`` is
+the paper's small model) and imagination from 256 of the batch's 1,024 posterior
+states per update. One world-model gradient step and one actor-critic update per two
+env steps (``replay_ratio`` = ``updates_per_step`` = 0.5).
+"""
+
+config = dict(
+    exp_name="cartpole_dreamerv3",
+    seed=0,
+    env_steps=20_000,
+    env=dict(id="CartPole-v1"),
+    collector=dict(env_num=1, warmup_steps=1024),
+    buffer=dict(type="replay", capacity=100_000),
+    world_model=dict(type="dreamerv3", size="XXS", batch_size=16, sequence_length=64, replay_ratio=0.5,
+                     learning_starts=1024, pretrain_steps=100),
+    policy=dict(type="dreamer", horizon=15, imagine_starts=256),
+    learner=dict(batch_size=16, updates_per_step=0.5),
+    evaluator=dict(eval_freq=2000, n_episodes=5),
+)
+
+presets = dict(
+    debug=dict(
+        env_steps=300,
+        collector=dict(warmup_steps=100),
+        world_model=dict(deter=32, units=32, stoch=4, classes=4, batch_size=4, sequence_length=16,
+                         learning_starts=100, pretrain_steps=2, log_every=10),
+        policy=dict(horizon=5, imagine_starts=16),
+        learner=dict(batch_size=4),
+        evaluator=dict(eval_freq=150, n_episodes=1),
+    ),
+)

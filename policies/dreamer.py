@@ -1,0 +1,377 @@
+"""DreamerV3's actor-critic, registered as ``dreamer``: learns inside a Dream world model's
+imagined rollouts and acts in the real env through the model's recurrent state.
+
+- Returns: lambda-returns over ``horizon`` imagined steps, discounted by ``gamma`` times
+  the predicted continue probability; every term is weighted by the cumulative
+  discount-and-continue of reaching its state.
+- Actor: REINFORCE with the normalised advantage for discrete actions, dynamics
+  backpropagation of the normalised return for continuous ones (``actor_grad``), plus
+  an entropy bonus. Returns are normalised by an EMA of their 5th-95th percentile
+  range, never by less than 1 (so small returns are not blown up).
+- Critic: twohot over 255 symexp bins, regressed on the lambda-returns and towards a
+  slow EMA copy of itself.
+
+The world model must provide what ``dreamerv3`` does: ``starts`` / ``start_continues``
+(the latest batch's posterior features), ``rollout``, ``initial_state``,
+``filter_step``, ``actions`` (an action codec), ``feature_dim`` and ``sizes``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from policies.base import Policy
+from registry import POLICY_REGISTRY
+from worldmodels.config import ConfigError
+from worldmodels.dreamer_nets import TwoHot, norm_mlp, sample_one_hot, unimix_log_probs
+from worldmodels.utils import check_rank, seeded_init
+
+ACTOR_GRADS = ("auto", "reinforce", "backprop")
+HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
+
+
+def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, continues: torch.Tensor, gamma: float,
+                   lambda_: float) -> torch.Tensor:
+    """TD(lambda) returns, bootstrapped from the last value.
+
+    ``R_t = r_t + gamma c_t ((1 - lambda) v_{t+1} + lambda R_{t+1})`` with ``R_N = v_N``,
+    where ``r_t`` and ``c_t`` are the reward and continue of arriving at state t+1.
+
+    Shapes:
+        rewards [N, B], values [N+1, B], continues [N, B] -> returns [N, B]
+    """
+    check_rank("rewards", rewards, 2)
+    if values.shape[0] != rewards.shape[0] + 1 or continues.shape != rewards.shape:
+        raise ValueError(f"lambda_returns: rewards {tuple(rewards.shape)}, values {tuple(values.shape)} and "
+                         f"continues {tuple(continues.shape)} must be [N, B], [N+1, B] and [N, B]")
+    discounts = gamma * continues
+    # Everything but the recursive term is computed for all steps at once.
+    targets = rewards + discounts * (1.0 - lambda_) * values[1:]
+    returns = []
+    last = values[-1]
+    for t in reversed(range(rewards.shape[0])):
+        last = targets[t] + discounts[t] * lambda_ * last
+        returns.append(last)
+    return torch.stack(returns[::-1])
+
+
+class ReturnNormalizer(nn.Module):
+    """EMA of the low and high percentiles of returns; the scale is their range, floored.
+
+    Args:
+        decay: EMA decay per update.
+        low, high: percentiles (0-100).
+        floor: the scale never drops below this (DreamerV3: 1, so that returns that are
+            already small are not amplified).
+    """
+
+    def __init__(self, decay: float = 0.99, low: float = 5.0, high: float = 95.0, floor: float = 1.0) -> None:
+        super().__init__()
+        self.decay, self.floor = decay, floor
+        self.register_buffer("quantiles", torch.tensor([low / 100.0, high / 100.0]), persistent=False)
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, returns: torch.Tensor) -> None:
+        low, high = torch.quantile(returns.detach().flatten().float(), self.quantiles)
+        self.low.lerp_(low, 1.0 - self.decay)
+        self.high.lerp_(high, 1.0 - self.decay)
+
+    def scale(self) -> torch.Tensor:
+        return torch.clamp_min(self.high - self.low, self.floor)
+
+
+class Actor(nn.Module):
+    """Features -> a categorical (with unimix) or a Normal with tanh mean and bounded std.
+
+    Shapes:
+        features [..., F] -> discrete: log_probs [..., A]; continuous: mean, std [..., A]
+    """
+
+    def __init__(self, feature_dim: int, action_dim: int, discrete: bool, units: int, layers: int,
+                 unimix: float, min_std: float, max_std: float) -> None:
+        super().__init__()
+        self.discrete, self.unimix = discrete, unimix
+        self.min_std, self.max_std = min_std, max_std
+        self.net = norm_mlp(feature_dim, units, layers, action_dim if discrete else 2 * action_dim)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.net(features)
+        if self.discrete:
+            return (unimix_log_probs(out, self.unimix),)
+        mean, std = out.chunk(2, dim=-1)
+        return torch.tanh(mean), (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std
+
+    def sample(self, params: tuple[torch.Tensor, ...], generator: torch.Generator | None) -> torch.Tensor:
+        """A model action (one-hot, or in [-1, 1]); the mode when ``generator`` is None.
+
+        Gradients reach the parameters straight through (one-hot) or by reparameterisation
+        (Normal, clipped to [-1, 1] with a straight-through gradient).
+        """
+        if self.discrete:
+            return sample_one_hot(params[0], generator)
+        mean, std = params
+        if generator is None:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        action = mean + std * noise
+        return action + (action.clamp(-1.0, 1.0) - action).detach()
+
+    def log_prob(self, params: tuple[torch.Tensor, ...], action: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return (params[0] * action).sum(-1)
+        mean, std = params
+        return (-0.5 * ((action - mean) / std).square() - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        if self.discrete:
+            return -(params[0].exp() * params[0]).sum(-1)
+        return (params[1].log() + HALF_LOG_2PI_E).sum(-1)
+
+
+@POLICY_REGISTRY.register("dreamer")
+class DreamerPolicy(Policy):
+    """DreamerV3's actor-critic; see the module docstring. Needs a ``dreamerv3``-like world model.
+
+    Acting keeps the model's recurrent state per env slot: one state for ``collect``
+    (the collector's vector env) and one for ``act`` (the evaluator), reset by ``reset``.
+    """
+
+    config: ClassVar[dict] = {
+        "horizon": 15,  # imagined steps per update
+        "gamma": 0.997,  # discount
+        "return_lambda": 0.95,  # TD(lambda) mixing
+        "actor_grad": "auto",  # auto (reinforce for discrete, backprop for continuous) | reinforce | backprop
+        "entropy_coef": 3e-4,  # entropy bonus of the actor
+        "actor_lr": 8e-5,
+        "critic_lr": 8e-5,
+        "adam_eps": 1e-5,
+        "grad_clip": 100.0,  # gradient-norm clip of actor and critic, each
+        "slow_critic_fraction": 0.02,  # EMA rate of the slow critic per update
+        "slow_critic_reg": 1.0,  # weight of the pull towards the slow critic
+        "return_norm_decay": 0.99,  # EMA decay of the return percentiles
+        "return_percentiles": [5.0, 95.0],  # low and high percentiles of the return range
+        "return_scale_floor": 1.0,  # returns are divided by max(floor, range)
+        "imagine_starts": 256,  # start states per update, drawn from the model's latest batch; 0: all
+        "critic_bins": 255,  # twohot bins of the critic
+        "action_unimix": 0.01,  # uniform mass mixed into the discrete actor
+        "min_std": 0.1,  # continuous actor std range
+        "max_std": 1.0,
+        "units": None,  # actor and critic width; None: the world model's
+        "layers": None,  # actor and critic hidden layers; None: the world model's
+    }
+
+    def __init__(self, cfg: Mapping | None, env_spec: Any, *, world_model: Any = None, seed: int = 0,
+                 logger: Any = None) -> None:
+        super().__init__(cfg, env_spec, world_model=world_model, seed=seed, logger=logger)
+        c = self.cfg
+        if world_model is None or not hasattr(world_model, "filter_step"):
+            raise ConfigError("policy 'dreamer' learns in imagination: it needs a world model such as "
+                              "'dreamerv3' (set world_model.type)")
+        if c.actor_grad not in ACTOR_GRADS:
+            raise ConfigError(f"policy.actor_grad must be one of {', '.join(ACTOR_GRADS)}, got {c.actor_grad!r}")
+        for key in ("horizon", "critic_bins"):
+            if c[key] < 1:
+                raise ConfigError(f"policy.{key} must be >= 1, got {c[key]}")
+        if c.imagine_starts < 0:
+            raise ConfigError(f"policy.imagine_starts must be >= 0, got {c.imagine_starts}")
+        if len(c.return_percentiles) != 2 or not 0 <= c.return_percentiles[0] < c.return_percentiles[1] <= 100:
+            raise ConfigError(f"policy.return_percentiles must be [low, high] within 0-100, "
+                              f"got {c.return_percentiles}")
+        self.discrete = world_model.actions.discrete
+        self.backprop = c.actor_grad == "backprop" or (c.actor_grad == "auto" and not self.discrete)
+        units = c.units or world_model.sizes.units
+        layers = c.layers if c.layers is not None else world_model.sizes.layers
+        feature_dim, action_dim = world_model.feature_dim, world_model.actions.dim
+        with seeded_init(self.seed + 1):
+            self.actor = Actor(feature_dim, action_dim, self.discrete, units, layers, c.action_unimix,
+                               c.min_std, c.max_std)
+            self.critic = norm_mlp(feature_dim, units, layers, c.critic_bins, zero_output=True)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.return_norm = ReturnNormalizer(c.return_norm_decay, *c.return_percentiles, c.return_scale_floor)
+        self.twohot = TwoHot(c.critic_bins)
+        self.nets.update({"actor": self.actor, "critic": self.critic, "slow_critic": self.slow_critic,
+                          "return_norm": self.return_norm, "twohot": self.twohot})
+        self.nets.to(self.device)
+        self.optimizers = {
+            "actor": torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, eps=c.adam_eps),
+            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, eps=c.adam_eps),
+        }
+        self.states: dict[str, dict[str, torch.Tensor]] = {}  # "collect" / "eval" recurrent states
+
+    # -- acting ---------------------------------------------------------
+    def collect(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._act("collect", obs, self.generator)
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._act("eval", obs, None)
+
+    def _act(self, key: str, obs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Filter ``obs`` into the ``key`` state and pick actions: sampled latents and actions
+        with a generator, modes without.
+
+        Shapes:
+            obs [B, *obs_shape] -> env actions [B, A] (Box) or [B] (Discrete)
+        """
+        model = self.world_model
+        check_rank("obs", obs, 1 + len(self.observation_space.shape))
+        with torch.no_grad():
+            state = self._state(key, obs.shape[0])
+            deter, stoch = model.filter_step(state["deter"], state["stoch"], state["action"], obs,
+                                             state["is_first"], generator)
+            action = self.actor.sample(self.actor(torch.cat([deter, stoch], dim=-1)), generator)
+        self.states[key] = {"deter": deter, "stoch": stoch, "action": action,
+                            "is_first": torch.zeros_like(state["is_first"])}
+        return model.actions.to_env(action)
+
+    def _state(self, key: str, batch: int) -> dict[str, torch.Tensor]:
+        state = self.states.get(key)
+        if state is None or state["deter"].shape[0] != batch:
+            deter, stoch = self.world_model.initial_state(batch)
+            state = {"deter": deter, "stoch": stoch,
+                     "action": deter.new_zeros(batch, self.world_model.actions.dim),
+                     "is_first": torch.ones(batch, dtype=torch.bool, device=deter.device)}
+        return state
+
+    def reset(self, mask: Any = None, *, evaluation: bool = False) -> None:
+        """Restart the collector's (or, with ``evaluation``, the evaluator's) recurrent state
+        where ``mask`` [B] is True; all rows when ``mask`` is None."""
+        key = "eval" if evaluation else "collect"
+        state = self.states.get(key)
+        if mask is None or state is None:
+            self.states.pop(key, None)
+            return
+        mask = torch.as_tensor(mask, device=state["is_first"].device).bool()
+        self.states[key] = {**state, "is_first": state["is_first"] | mask}
+
+    # -- learning -------------------------------------------------------
+    def learn(self, data: Any = None) -> dict[str, float]:
+        """One actor-critic update on imagined rollouts from the world model's latest
+        posterior states; an empty dict while the model has not trained yet."""
+        model = data if data is not None else self.world_model
+        if getattr(model, "starts", None) is None:
+            return {}
+        c = self.cfg
+        starts, start_continues = self.pick_starts(model)
+        states, actions, rewards, dones = self.imagine(model, starts)
+        continues = torch.cat([start_continues.unsqueeze(0), 1.0 - dones])
+        critic_log_probs, values = self.critic_forward(states)
+        returns = lambda_returns(rewards, values, continues[1:], c.gamma, c.return_lambda)
+        weights = (torch.cumprod(c.gamma * continues, 0) / c.gamma).detach()[:-1]
+        self.return_norm.update(returns)
+        actor_loss, entropy = self.actor_loss(states, actions, returns, values, weights)
+        critic_loss = self.critic_loss(states, critic_log_probs, returns, weights)
+
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        (actor_loss + critic_loss).backward()
+        for name, net in (("actor", self.actor), ("critic", self.critic)):
+            nn.utils.clip_grad_norm_(net.parameters(), c.grad_clip)
+            self.optimizers[name].step()
+        self.update_slow_critic()
+        self.train_iter += 1
+        return {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(), "entropy": entropy.item(),
+                "imagined_return": returns.mean().item(), "imagined_reward": rewards.mean().item(),
+                "imagined_continue": continues[1:].mean().item(), "value": values.mean().item(),
+                "return_scale": self.return_norm.scale().item()}
+
+    def pick_starts(self, model: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``imagine_starts`` of the model's start states, drawn without replacement.
+
+        Shapes:
+            -> starts [N, F], continues [N]
+        """
+        starts, continues = model.starts, model.start_continues
+        count = self.cfg.imagine_starts
+        if 0 < count < starts.shape[0]:
+            index = torch.randperm(starts.shape[0], generator=self.generator, device=self.device)[:count]
+            starts, continues = starts[index], continues[index]
+        return starts, continues
+
+    def imagine(self, model: Any, starts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Roll the actor out in the model for ``horizon`` steps.
+
+        With REINFORCE nothing needs a graph through the rollout, so it runs without
+        one; with backpropagation the actions keep their gradients through the dynamics.
+
+        Shapes:
+            starts [B, F] -> states [H+1, B, F], actions [H+1, B, A], rewards [H, B], dones [H, B]
+        """
+        def actor_fn(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            action = self.actor.sample(self.actor(state), self.generator)
+            return action, state.new_zeros(state.shape[0])
+
+        if self.backprop:
+            states, actions, rewards, _, dones = model.rollout(starts, actor_fn, 0, self.cfg.horizon)
+        else:
+            with torch.no_grad():
+                states, actions, rewards, _, dones = model.rollout(starts, actor_fn, 0, self.cfg.horizon)
+        return states, actions, rewards, dones
+
+    def critic_forward(self, states: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The critic's log-probabilities for its loss and its values for the returns.
+
+        With REINFORCE one forward serves both: the values are detached. With
+        backpropagation the values carry gradients into ``states`` (not into the critic),
+        so the loss needs a forward of its own (None here).
+
+        Shapes:
+            states [H+1, B, F] -> log_probs [H, B, K] or None, values [H+1, B]
+        """
+        if not self.backprop:
+            log_probs = F.log_softmax(self.critic(states.detach()), dim=-1)
+            return log_probs[:-1], self.twohot.mean(log_probs.detach(), normalized=True)
+        self.critic.requires_grad_(False)
+        try:
+            return None, self.twohot.mean(self.critic(states))
+        finally:
+            self.critic.requires_grad_(True)
+
+    def actor_loss(self, states: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor, values: torch.Tensor,
+                   weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """REINFORCE (``log pi(a) * sg(advantage)``) or backpropagated normalised returns,
+        plus the entropy bonus, weighted; returns the loss and the mean entropy.
+
+        Shapes:
+            states [H+1, B, F], actions [H+1, B, A], returns [H, B], values [H+1, B], weights [H, B]
+        """
+        scale = self.return_norm.scale()
+        if self.backprop:
+            objective = (returns - values[:-1].detach()) / scale
+            params = self.actor(states[:-1].detach())
+        else:
+            params = self.actor(states[:-1])
+            advantage = ((returns - values[:-1]) / scale).detach()
+            objective = self.actor.log_prob(params, actions[:-1].detach()) * advantage
+        entropy = self.actor.entropy(params)
+        loss = -(weights * (objective + self.cfg.entropy_coef * entropy)).mean()
+        return loss, entropy.mean().detach()
+
+    def critic_loss(self, states: torch.Tensor, log_probs: torch.Tensor | None, returns: torch.Tensor,
+                    weights: torch.Tensor) -> torch.Tensor:
+        """Twohot log-likelihood of the returns and of the slow critic's values, weighted.
+
+        Shapes:
+            states [H+1, B, F], log_probs [H, B, K] (None: computed here), returns [H, B],
+            weights [H, B] -> scalar
+        """
+        states = states[:-1].detach()
+        if log_probs is None:
+            log_probs = F.log_softmax(self.critic(states), dim=-1)
+        with torch.no_grad():
+            slow_values = self.twohot.mean(self.slow_critic(states))
+        log_likelihood = (self.twohot.log_prob(log_probs, returns.detach(), normalized=True)
+                          + self.cfg.slow_critic_reg * self.twohot.log_prob(log_probs, slow_values, normalized=True))
+        return -(weights * log_likelihood).mean()
+
+    @torch.no_grad()
+    def update_slow_critic(self) -> None:
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+            slow.lerp_(fast, self.cfg.slow_critic_fraction)

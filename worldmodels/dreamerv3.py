@@ -1,0 +1,421 @@
+"""DreamerV3 as a Dream world model (Hafner et al., 2023), registered as ``dreamerv3``.
+
+The model learns from replayed sequences: an encoder (symlog MLP for vectors, CNN for
+uint8 images), the RSSM (``worldmodels.rssm``), a decoder, a twohot reward head over
+255 symexp bins and a continue head; the KL is split into a dynamics term (0.5) and a
+representation term (0.1), each clipped below at 1 free nat. The ``dreamer`` policy
+learns inside ``rollout`` from the posterior states of the latest training batch.
+
+How a replayed transition row ``(obs, action, reward, next_obs, terminated)`` maps onto
+the RSSM: step t consumes ``action[t]`` and observes ``next_obs[t]``, whose state is
+labelled with ``reward[t]`` and continue ``1 - terminated[t]`` (so terminal observations
+and their rewards are learned). Where a row starts an episode (or a sampled sequence),
+the step starts from the posterior of ``obs[t]`` filtered from the learned initial state,
+which is also reconstructed.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from easydict import EasyDict
+from torch import nn
+
+from registry import WORLD_MODEL_REGISTRY
+from worldmodels.base import ActorFn, DreamWorldModel, Metrics
+from worldmodels.config import ConfigError
+from worldmodels.dreamer_nets import (
+    ConvDecoder,
+    ConvEncoder,
+    TwoHot,
+    VectorDecoder,
+    VectorEncoder,
+    categorical_kl,
+    norm_mlp,
+)
+from worldmodels.rssm import RSSM, Observed
+from worldmodels.utils import check_rank, frozen, seeded_init
+
+# Named model sizes. XS..XL are DreamerV3's (XS as in sheeprl); XXS keeps a 2-core CPU practical.
+SIZES: dict[str, dict[str, int]] = {
+    "XXS": {"deter": 128, "units": 128, "layers": 1, "stoch": 16, "classes": 16, "cnn_depth": 16},
+    "XS": {"deter": 256, "units": 256, "layers": 1, "stoch": 32, "classes": 32, "cnn_depth": 24},
+    "S": {"deter": 512, "units": 512, "layers": 2, "stoch": 32, "classes": 32, "cnn_depth": 32},
+    "M": {"deter": 1024, "units": 640, "layers": 3, "stoch": 32, "classes": 32, "cnn_depth": 48},
+    "L": {"deter": 2048, "units": 768, "layers": 4, "stoch": 32, "classes": 32, "cnn_depth": 64},
+    "XL": {"deter": 4096, "units": 1024, "layers": 5, "stoch": 32, "classes": 32, "cnn_depth": 96},
+}
+SIZE_KEYS = ("deter", "units", "layers", "stoch", "classes", "cnn_depth")
+
+
+def resolve_sizes(cfg: Mapping) -> EasyDict:
+    """The ``size`` preset with any explicitly set size key on top.
+
+    Raises:
+        ConfigError: an unknown size name.
+    """
+    if cfg["size"] not in SIZES:
+        raise ConfigError(f"world_model.size must be one of {', '.join(SIZES)}, got {cfg['size']!r}")
+    sizes = dict(SIZES[cfg["size"]])
+    sizes.update({key: int(cfg[key]) for key in SIZE_KEYS if cfg.get(key) is not None})
+    for key, value in sizes.items():
+        if value < 1:
+            raise ConfigError(f"world_model.{key} must be >= 1, got {value}")
+    return EasyDict(sizes)
+
+
+def is_image_space(space: Any) -> bool:
+    return len(space.shape) == 3 and space.dtype == np.uint8
+
+
+class ActionCodec:
+    """Env actions <-> the model's action input: one-hot for Discrete, [-1, 1] for Box.
+
+    Shapes:
+        to_model: env actions [..., A] (Box) or [...] (Discrete) -> model actions [..., A]
+        to_env: model actions [..., A] -> env actions, same shapes as ``to_model``'s input
+    """
+
+    def __init__(self, space: Any, device: torch.device) -> None:
+        self.discrete = hasattr(space, "n")
+        if self.discrete:
+            self.dim = int(space.n)
+        elif len(space.shape) == 1 and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
+            self.dim = int(space.shape[0])
+            low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
+            high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+            self.scale, self.bias = (high - low) / 2, (high + low) / 2
+        else:
+            raise ConfigError(f"dreamerv3 needs a Discrete or a bounded 1-D Box action space, got {space}")
+
+    def to_model(self, action: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return F.one_hot(action.long(), self.dim).float()
+        return ((action.float() - self.bias) / self.scale).clamp(-1.0, 1.0)
+
+    def to_env(self, action: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return action.argmax(-1)
+        return action * self.scale + self.bias
+
+    def to(self, device: torch.device) -> None:
+        if not self.discrete:
+            self.scale, self.bias = self.scale.to(device), self.bias.to(device)
+
+
+@WORLD_MODEL_REGISTRY.register("dreamerv3")
+class DreamerV3WorldModel(DreamWorldModel):
+    """DreamerV3's world model; see the module docstring.
+
+    The model trains ``replay_ratio`` gradient steps per env step (owed steps carry
+    over), after ``pretrain_steps`` steps at the first training once ``learning_starts``
+    env steps are collected. The posterior features of the latest batch are kept
+    (detached) as imagination start states for the policy.
+    """
+
+    config: ClassVar[dict] = {
+        "size": "XXS",  # a key of SIZES; the size keys below override single values
+        "deter": None,  # GRU state size
+        "units": None,  # hidden width of every MLP
+        "layers": None,  # hidden layers of encoder, decoder and heads
+        "stoch": None,  # categorical latent variables
+        "classes": None,  # classes per latent variable
+        "cnn_depth": None,  # channels of the first conv layer (image observations)
+        "unimix": 0.01,  # uniform mass mixed into the latent categoricals
+        "reward_bins": 255,  # twohot bins of the reward head
+        "free_nats": 1.0,  # KL terms below this are not optimised
+        "dyn_scale": 0.5,  # KL(sg(posterior) || prior): trains the prior
+        "rep_scale": 0.1,  # KL(posterior || sg(prior)): regularises the posterior
+        "recon_scale": 1.0,
+        "reward_scale": 1.0,
+        "cont_scale": 1.0,
+        "lr": 1e-4,
+        "adam_eps": 1e-8,
+        "grad_clip": 1000.0,  # global gradient-norm clip
+        "batch_size": 16,  # sequences per batch
+        "sequence_length": 64,  # steps per sequence
+        "replay_ratio": 0.5,  # gradient steps per env step
+        "learning_starts": 1024,  # env steps collected before the first training
+        "pretrain_steps": 100,  # gradient steps at the first training
+        "log_every": 50,  # gradient steps between two returned metric means
+        "train_freq": 1,
+        "eval_freq": 10**9,
+    }
+
+    def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
+        super().__init__(cfg, env_spec, logger, seed=seed)
+        c = self.cfg
+        for key in ("batch_size", "sequence_length", "reward_bins", "log_every"):
+            if c[key] < 1:
+                raise ConfigError(f"world_model.{key} must be >= 1, got {c[key]}")
+        for key in ("replay_ratio", "learning_starts", "pretrain_steps", "free_nats"):
+            if c[key] < 0:
+                raise ConfigError(f"world_model.{key} must be >= 0, got {c[key]}")
+        self.sizes = sizes = resolve_sizes(c)
+        self.actions = ActionCodec(self.action_space, self.device)
+        self.image = is_image_space(self.observation_space)
+        obs_shape = tuple(self.observation_space.shape)
+        if not self.image and len(obs_shape) != 1:
+            raise ConfigError(f"dreamerv3 needs 1-D vector or HxWxC uint8 image observations, got {obs_shape}")
+        self.obs_shape = obs_shape
+        with seeded_init(self.seed):
+            if self.image:
+                encoder = ConvEncoder(obs_shape, sizes.cnn_depth)
+            else:
+                encoder = VectorEncoder(obs_shape[0], sizes.units, sizes.layers)
+            rssm = RSSM(self.actions.dim, encoder.out_dim, sizes.deter, sizes.stoch, sizes.classes, sizes.units,
+                        c.unimix)
+            feature_dim = rssm.feature_dim
+            if self.image:
+                decoder = ConvDecoder(feature_dim, obs_shape, sizes.cnn_depth)
+            else:
+                decoder = VectorDecoder(feature_dim, obs_shape[0], sizes.units, sizes.layers)
+            reward_head = norm_mlp(feature_dim, sizes.units, sizes.layers, c.reward_bins, zero_output=True)
+            cont_head = norm_mlp(feature_dim, sizes.units, sizes.layers, 1)
+        self.encoder, self.rssm, self.decoder = encoder, rssm, decoder
+        self.reward_head, self.cont_head = reward_head, cont_head
+        self.twohot = TwoHot(c.reward_bins)
+        self.nets.update({"encoder": encoder, "rssm": rssm, "decoder": decoder, "reward_head": reward_head,
+                          "cont_head": cont_head, "twohot": self.twohot})
+        self.nets.to(self.device)
+        self.feature_dim = feature_dim
+        self.optimizers["model"] = torch.optim.Adam(self.nets.parameters(), lr=c.lr, eps=c.adam_eps)
+        self.trained_envstep: int | None = None  # env step of the latest train() call
+        self.update_debt = 0.0
+        self.gradient_steps = 0
+        self.starts: torch.Tensor | None = None  # [N, F] posterior features of the latest batch
+        self.start_continues: torch.Tensor | None = None  # [N] their continue labels
+        self._metric_sums: dict[str, float] = {}
+        self._metric_count = 0
+
+    @property
+    def action_dim(self) -> int:
+        return self.actions.dim
+
+    @property
+    def discrete(self) -> bool:
+        return self.actions.discrete
+
+    def to(self, device: torch.device | str) -> DreamerV3WorldModel:
+        super().to(device)
+        self.actions.to(self.device)
+        return self
+
+    # -- scheduling -----------------------------------------------------
+    def should_train(self, envstep: int) -> bool:
+        """True at every env step from ``learning_starts`` on; ``train`` does the owed steps."""
+        if envstep < self.cfg.learning_starts:
+            return False
+        self.last_train_envstep = envstep
+        return True
+
+    def owed_steps(self, envstep: int) -> int:
+        """Gradient steps owed at ``envstep``: ``pretrain_steps`` the first time, then
+        ``replay_ratio`` per env step since the previous call (fractions carry over)."""
+        if self.trained_envstep is None:
+            count = int(self.cfg.pretrain_steps)
+        else:
+            self.update_debt += (envstep - self.trained_envstep) * float(self.cfg.replay_ratio)
+            count = int(self.update_debt)
+            self.update_debt -= count
+        self.trained_envstep = envstep
+        return count
+
+    def ready(self, env_buffer: Any) -> bool:
+        """Whether ``env_buffer`` holds a full sequence per env slot."""
+        width = getattr(env_buffer, "row_width", 1) or 1
+        return width > 0 and len(env_buffer) >= self.cfg.sequence_length * width
+
+    # -- learning -------------------------------------------------------
+    def train(self, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
+        """The owed gradient steps on sequences from ``env_buffer``; metric means every
+        ``log_every`` gradient steps (else an empty dict)."""
+        if not self.ready(env_buffer):
+            return {}
+        for _ in range(self.owed_steps(envstep)):
+            batch = env_buffer.sample_sequences(self.cfg.batch_size, self.cfg.sequence_length, device=self.device)
+            self._accumulate(self.train_step(batch))
+        if self._metric_count >= self.cfg.log_every:
+            return self._pop_metrics()
+        return {}
+
+    def _accumulate(self, metrics: Metrics) -> None:
+        for key, value in metrics.items():
+            self._metric_sums[key] = self._metric_sums.get(key, 0.0) + value
+        self._metric_count += 1
+
+    def _pop_metrics(self) -> Metrics:
+        means = {key: value / self._metric_count for key, value in self._metric_sums.items()}
+        means["gradient_steps"] = float(self.gradient_steps)
+        self._metric_sums, self._metric_count = {}, 0
+        return means
+
+    def train_step(self, batch: Mapping[str, torch.Tensor]) -> Metrics:
+        """One gradient step on a sequence batch; keeps its posterior features as starts.
+
+        Shapes:
+            batch: obs / next_obs [T, B, *obs_shape], action [T, B, (A)], reward / terminated /
+            is_first [T, B]
+        """
+        loss, metrics, observed = self.loss(batch)
+        optimizer = self.optimizers["model"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.nets.parameters(), self.cfg.grad_clip)
+        optimizer.step()
+        self.gradient_steps += 1
+        self.starts = observed.features.detach().flatten(0, 1)
+        self.start_continues = (1.0 - batch["terminated"].float()).flatten()
+        metrics["grad_norm"] = float(grad_norm)
+        return metrics
+
+    def loss(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Metrics, Observed]:
+        """The world-model loss of a sequence batch, its metrics and the filtered states.
+
+        Shapes: as ``train_step``.
+        """
+        check_rank("batch['reward']", batch["reward"], 2)
+        steps, size = batch["reward"].shape
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        is_first = batch["is_first"].bool()
+        first_t, first_b = is_first.nonzero(as_tuple=True)
+        # Observations the loss sees: every next_obs, then each episode-first obs.
+        seen = torch.cat([next_obs.flatten(0, 1), obs[first_t, first_b]])
+        embed = self.encoder(seen)
+        observed = self.rssm.observe(embed[: steps * size].unflatten(0, (steps, size)),
+                                     self.actions.to_model(batch["action"]), is_first, embed[steps * size:],
+                                     self.generator)
+        features = observed.features
+        recon = self.decoder.loss(torch.cat([features.flatten(0, 1), observed.first_features]), seen).mean()
+        post = torch.cat([observed.post_log_probs.flatten(0, 1), observed.first_post_log_probs])
+        prior = torch.cat([observed.prior_log_probs.flatten(0, 1), observed.first_prior_log_probs])
+        dyn_kl = categorical_kl(post.detach(), prior)
+        rep_kl = categorical_kl(post, prior.detach())
+        dyn_loss, rep_loss = self.kl_losses(dyn_kl, rep_kl)
+        reward_loss = -self.twohot.log_prob(self.reward_head(features), batch["reward"].float()).mean()
+        cont_target = 1.0 - batch["terminated"].float()
+        cont_loss = F.binary_cross_entropy_with_logits(self.cont_head(features).squeeze(-1), cont_target)
+        c = self.cfg
+        loss = (c.recon_scale * recon + c.reward_scale * reward_loss + c.cont_scale * cont_loss
+                + c.dyn_scale * dyn_loss + c.rep_scale * rep_loss)
+        metrics = {"loss": loss.item(), "recon_loss": recon.item(), "reward_loss": reward_loss.item(),
+                   "cont_loss": cont_loss.item(), "kl": dyn_kl.mean().item(),
+                   "posterior_entropy": -(post.exp() * post).sum((-2, -1)).mean().item()}
+        return loss, metrics, observed
+
+    def kl_losses(self, dyn_kl: torch.Tensor, rep_kl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each KL term clipped below at ``free_nats`` per state, then averaged: a state
+        whose KL is already small gives no gradient.
+
+        Shapes:
+            dyn_kl [N], rep_kl [N] -> two scalars
+        """
+        free = self.cfg.free_nats
+        return dyn_kl.clamp_min(free).mean(), rep_kl.clamp_min(free).mean()
+
+    # -- imagination ----------------------------------------------------
+    def split(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shapes: features [..., D + S*C] -> deter [..., D], stoch [..., S*C]"""
+        return state.split([self.sizes.deter, self.rssm.stoch_dim], dim=-1)
+
+    def latent_step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Shapes: state [B, F], action [B, A] (model actions) -> next state [B, F]"""
+        deter, stoch = self.rssm.img_step(*self.split(state), action, self.generator)
+        return torch.cat([deter, stoch], dim=-1)
+
+    def predict_reward(self, state: torch.Tensor) -> torch.Tensor:
+        """Shapes: state [..., F] -> reward [...]"""
+        return self.twohot.mean(self.reward_head(state))
+
+    def predict_continue(self, state: torch.Tensor) -> torch.Tensor:
+        """Probability that the episode goes on. Shapes: state [..., F] -> [...]"""
+        return torch.sigmoid(self.cont_head(state).squeeze(-1))
+
+    def imagine_step(self, state: torch.Tensor, action: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One differentiable imagined step; ``done`` is the predicted termination probability.
+
+        Shapes:
+            state [B, F], action [B, A] (model actions) -> reward [B], next_state [B, F], done [B]
+        """
+        next_state = self.latent_step(state, action)
+        return self.predict_reward(next_state), next_state, 1.0 - self.predict_continue(next_state)
+
+    def rollout(self, start: torch.Tensor, actor_fn: ActorFn, envstep: int,
+                horizon: int | None = None) -> tuple[torch.Tensor, ...]:
+        """``DreamWorldModel.rollout`` with the reward and continue heads run once on the
+        whole imagined trajectory rather than once per step. ``dones`` are termination
+        probabilities.
+
+        Shapes:
+            start [B, F] -> states [N+1, B, F], actions [N+1, B, A], rewards [N, B],
+            aug_rewards [N+1, B], dones [N, B]
+        """
+        check_rank("start", start, 2)
+        horizon = self.rollout_length(envstep) if horizon is None else int(horizon)
+        states, actions, aug_rewards = [start], [], []
+        state = start
+        with frozen(self.nets):
+            for _ in range(horizon):
+                action, aug_reward = actor_fn(state)
+                state = self.latent_step(state, action)
+                actions.append(action)
+                aug_rewards.append(aug_reward)
+                states.append(state)
+            action, aug_reward = actor_fn(state)
+            actions.append(action)
+            aug_rewards.append(aug_reward)
+            states_seq = torch.stack(states)
+            rewards = self.predict_reward(states_seq[1:])
+            dones = 1.0 - self.predict_continue(states_seq[1:])
+        return states_seq, torch.stack(actions), rewards, torch.stack(aug_rewards), dones
+
+    @torch.no_grad()
+    def step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One imagined step from latent features (``obs`` is a model state here).
+
+        Shapes:
+            obs [B, F], action [B, A] (model actions) -> reward [B], next_state [B, F], done [B] (bool)
+        """
+        reward, next_state, done = self.imagine_step(obs, action)
+        return reward, next_state, done > 0.5
+
+    # -- acting ---------------------------------------------------------
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shapes: -> deter [batch, D], stoch [batch, S*C]"""
+        return self.rssm.initial(batch)
+
+    def filter_step(self, deter: torch.Tensor, stoch: torch.Tensor, prev_action: torch.Tensor, obs: torch.Tensor,
+                    is_first: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fold one real observation into the recurrent state, restarting rows where ``is_first``
+        from the initial state with a zero action (as in training). ``generator=None`` takes
+        the posterior's mode.
+
+        Shapes:
+            deter [B, D], stoch [B, S*C], prev_action [B, A] (model actions), obs [B, *obs_shape],
+            is_first [B] (bool) -> deter [B, D], stoch [B, S*C]
+        """
+        if bool(is_first.any()):
+            init_deter, init_stoch = self.initial_state(deter.shape[0])
+            mask = is_first.unsqueeze(-1)
+            deter = torch.where(mask, init_deter, deter)
+            stoch = torch.where(mask, init_stoch, stoch)
+            prev_action = torch.where(mask, torch.zeros_like(prev_action), prev_action)
+        return self.rssm.obs_step(deter, stoch, prev_action, self.encoder(obs), generator)
+
+    # -- state ----------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state.update(trained_envstep=-1 if self.trained_envstep is None else self.trained_envstep,
+                     update_debt=self.update_debt, gradient_steps=self.gradient_steps)
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
+        trained = int(state["trained_envstep"])
+        self.trained_envstep = None if trained < 0 else trained
+        self.update_debt = float(state["update_debt"])
+        self.gradient_steps = int(state["gradient_steps"])

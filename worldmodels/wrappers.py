@@ -1,0 +1,51 @@
+"""Env wrappers registered in ENV_REGISTRY (used through ``env.wrappers`` in a config)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+
+from registry import ENV_REGISTRY
+from worldmodels.config import ConfigError
+
+
+@ENV_REGISTRY.register("pixels")
+class PixelObservation(gym.ObservationWrapper):
+    """Replaces the observation with the env's rendered frame, resized to ``size x size`` uint8 RGB.
+
+    The env must be made with ``render_mode='rgb_array'`` (``env.kwargs.render_mode``).
+    Classic-control envs draw with pygame, which runs headless here (SDL's dummy video driver).
+
+    Args:
+        env: the env to observe through its frames.
+        size: side of the square frame (64 for DreamerV3's CNN).
+        grayscale: one luminance channel instead of three.
+
+    Shapes:
+        observation [size, size, 3] (or [size, size, 1]) uint8
+    """
+
+    def __init__(self, env: gym.Env, size: int = 64, grayscale: bool = False) -> None:
+        if env.render_mode != "rgb_array":
+            raise ConfigError(f"env wrapper 'pixels' needs env.kwargs.render_mode='rgb_array', "
+                              f"got render_mode={env.render_mode!r}")
+        if int(size) < 1:
+            raise ConfigError(f"env wrapper 'pixels': size must be >= 1, got {size}")
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # no display needed to render
+        super().__init__(env)
+        self.size = int(size)
+        self.grayscale = bool(grayscale)
+        channels = 1 if grayscale else 3
+        self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, channels), np.uint8)
+
+    def observation(self, observation: Any) -> np.ndarray:
+        frame = self.env.render()
+        image = Image.fromarray(np.asarray(frame, dtype=np.uint8))
+        if self.grayscale:
+            image = image.convert("L")
+        image = image.resize((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        pixels = np.asarray(image, dtype=np.uint8)
+        return pixels[..., None] if self.grayscale else pixels

@@ -19,8 +19,8 @@ from pathlib import Path
 
 def run_seed(config: str, seed: int, env_steps: int | None, preset: str | None, sets: list[str],
              out: str) -> dict:
-    from worldmodels.experiment import compose_config
     from workers.pipeline import serial_pipeline
+    from worldmodels.experiment import compose_config
 
     cfg = compose_config(config, preset, sets, seed, env_steps)
     result = serial_pipeline(cfg, out_dir=out, show_progress=False)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(args.config, seed, args.env_steps, args.preset, args.sets, args.out) for seed in range(args.seeds)]
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            results = list(pool.map(run_seed, *zip(*jobs)))
+            results = list(pool.map(run_seed, *zip(*jobs, strict=True)))
     else:
         results = [run_seed(*job) for job in jobs]
 

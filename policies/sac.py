@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -192,7 +193,7 @@ class SACPolicy(Policy):
     @torch.no_grad()
     def _polyak_update(self) -> None:
         tau = self.cfg.tau
-        for target, source in zip(self.critic_target.parameters(), self.critic.parameters()):
+        for target, source in zip(self.critic_target.parameters(), self.critic.parameters(), strict=True):
             target.lerp_(source, tau)
 
     def state_dict(self) -> dict:

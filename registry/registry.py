@@ -5,9 +5,10 @@ import difflib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 ENTRY_POINT_GROUP = "worldmodels.plugins"
 

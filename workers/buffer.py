@@ -1,8 +1,9 @@
 """Replay storage: a numpy ring buffer of transitions, sampled as batches or sequences."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

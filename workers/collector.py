@@ -1,7 +1,8 @@
 """SerialCollector: steps a vector env with the policy and pushes transitions to a buffer."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch

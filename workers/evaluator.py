@@ -1,7 +1,8 @@
 """Evaluator: deterministic, seeded episodes on an env of its own."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

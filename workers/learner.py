@@ -1,7 +1,8 @@
 """Learner: runs policy updates at the ratio the config sets."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

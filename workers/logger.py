@@ -5,8 +5,8 @@ import csv
 import math
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from tensorboardX import SummaryWriter
 from tqdm import tqdm

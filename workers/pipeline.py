@@ -5,23 +5,23 @@ import csv
 import json
 import signal
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY
-from worldmodels.base import DynaWorldModel
-from worldmodels.config import to_plain
-from worldmodels.envs import make_env
-from worldmodels.experiment import resolve_config
 from workers.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from workers.collector import SerialCollector
 from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.logger import RunLogger
+from worldmodels.base import DynaWorldModel
+from worldmodels.config import to_plain
+from worldmodels.experiment import resolve_config
 
 
 def space_storage(space: Any) -> tuple[tuple, Any]:
@@ -253,7 +253,7 @@ class SerialPipeline:
 
     @classmethod
     def resume(cls, run_dir: str | Path, env_steps: int | None = None, show_progress: bool = True
-               ) -> "SerialPipeline":
+               ) -> SerialPipeline:
         """A pipeline restored from the newest loadable checkpoint of ``run_dir``."""
         run_dir = Path(run_dir)
         if not (run_dir / "config.json").is_file():

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,7 +99,7 @@ class WorldModel(Configurable, abc.ABC):
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.nets.parameters())
 
-    def to(self, device: torch.device | str) -> "WorldModel":
+    def to(self, device: torch.device | str) -> WorldModel:
         self.device = torch.device(device)
         self.nets.to(self.device)
         return self
@@ -223,7 +224,8 @@ class DreamWorldModel(WorldModel):
 
     config = dict(rollout_length_scheduler=dict(type="constant", rollout_length=15))
 
-    def imagine_step(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def imagine_step(self, state: torch.Tensor, action: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One differentiable imagined step from a model state; ``step`` by default.
 
         Shapes:

@@ -5,7 +5,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from registry import ALL_REGISTRIES, RegistryError
 from workers.checkpoint import CheckpointError
@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_pipeline(args: argparse.Namespace):
-    from worldmodels.experiment import compose_config
     from workers.pipeline import SerialPipeline
+    from worldmodels.experiment import compose_config
 
     if args.resume is None:
         if args.config is None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import ast
 import copy
 import importlib.util
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from easydict import EasyDict
 

@@ -1,7 +1,7 @@
 """Network building blocks shared by world models and policies."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 

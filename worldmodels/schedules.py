@@ -1,7 +1,7 @@
 """Rollout-length schedules: env step -> rollout length."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from registry import SCHEDULE_REGISTRY
 from worldmodels.config import ConfigError, Configurable

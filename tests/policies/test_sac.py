@@ -80,7 +80,7 @@ def test_target_networks_follow_polyak():
     policy = make(tau=0.5)
     before = [p.clone() for p in policy.critic_target.parameters()]
     policy.learn(fixed_batch())
-    for old, new, online in zip(before, policy.critic_target.parameters(), policy.critic.parameters()):
+    for old, new, online in zip(before, policy.critic_target.parameters(), policy.critic.parameters(), strict=True):
         assert torch.allclose(new, 0.5 * old + 0.5 * online)
 
 

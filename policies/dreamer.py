@@ -373,5 +373,5 @@ class DreamerPolicy(Policy):
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:
-        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(), strict=True):
             slow.lerp_(fast, self.cfg.slow_critic_fraction)

@@ -105,7 +105,7 @@ def sample_one_hot(log_probs: torch.Tensor, generator: torch.Generator | None) -
         index = (probs.detach().cumsum(-1) < uniform).sum(-1, keepdim=True).clamp_max(classes - 1)
     one_hot = torch.zeros_like(log_probs).scatter_(-1, index, 1.0)
     if log_probs.requires_grad:
-        one_hot = one_hot + probs - probs.detach()
+        one_hot = one_hot + (probs - probs.detach())  # exactly one-hot values, gradients of probs
     return one_hot
 
 

@@ -47,5 +47,5 @@ class PixelObservation(gym.ObservationWrapper):
         if self.grayscale:
             image = image.convert("L")
         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        pixels = np.asarray(image, dtype=np.uint8)
+        pixels = np.array(image, dtype=np.uint8)  # a writable copy (PIL arrays are read-only)
         return pixels[..., None] if self.grayscale else pixels

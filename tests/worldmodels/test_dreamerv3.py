@@ -1,0 +1,235 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from registry import WORLD_MODEL_REGISTRY
+from workers.buffer import ReplayBuffer
+from worldmodels.config import ConfigError
+from worldmodels.dreamer_nets import (
+    ConvDecoder,
+    ConvEncoder,
+    TwoHot,
+    categorical_kl,
+    sample_one_hot,
+    symexp,
+    symlog,
+    unimix_log_probs,
+)
+from worldmodels.dreamerv3 import SIZES, DreamerV3WorldModel, resolve_sizes
+from worldmodels.rssm import RSSM
+
+TINY = {"type": "dreamerv3", "deter": 16, "units": 16, "stoch": 4, "classes": 4, "batch_size": 3,
+        "sequence_length": 8, "learning_starts": 0, "pretrain_steps": 2}
+
+
+class VectorSpec:
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+
+class ImageSpec:
+    observation_space = gym.spaces.Box(0, 255, (16, 16, 3), np.uint8)
+    action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+
+def make(spec=VectorSpec, seed=0, **cfg):
+    return WORLD_MODEL_REGISTRY.build({**TINY, **cfg}, spec(), None, seed=seed)
+
+
+def random_buffer(spec, steps=60, episode=13, seed=0):
+    """A single-slot buffer of random transitions; an episode ends (terminated) every ``episode`` steps."""
+    rng = np.random.default_rng(seed)
+    obs_space, action_space = spec.observation_space, spec.action_space
+    discrete = hasattr(action_space, "n")
+    buffer = ReplayBuffer(1000, obs_space.shape, () if discrete else action_space.shape,
+                          obs_dtype=obs_space.dtype, action_dtype=np.int64 if discrete else np.float32, seed=seed)
+    for t in range(steps):
+        if obs_space.dtype == np.uint8:
+            obs, next_obs = (rng.integers(0, 256, (1, *obs_space.shape), dtype=np.uint8) for _ in range(2))
+        else:
+            obs, next_obs = (rng.normal(size=(1, *obs_space.shape)).astype(np.float32) for _ in range(2))
+        action = rng.integers(0, 2, 1) if discrete else rng.uniform(-2, 2, (1, 1)).astype(np.float32)
+        buffer.push(obs, action, rng.normal(size=1), next_obs, np.array([t % episode == episode - 1]),
+                    np.array([False]))
+    return buffer
+
+
+def test_symlog_symexp_round_trip():
+    x = torch.tensor([-1e6, -100.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 100.0, 1e6], dtype=torch.float64)
+    assert torch.allclose(symexp(symlog(x)), x, rtol=1e-10)
+    assert torch.allclose(symlog(torch.tensor([-1.0, 0.0, 1.0])), torch.tensor([-np.log(2), 0.0, np.log(2)], dtype=torch.float32))
+
+
+def test_twohot_encode_decode_round_trip():
+    twohot = TwoHot(255)
+    target = torch.tensor([-3000.0, -7.5, -1.0, 0.0, 0.3, 1.0, 42.0, 12345.0])
+    weights = twohot.encode(target)
+    assert weights.shape == (8, 255)
+    assert torch.allclose(weights.sum(-1), torch.ones(8))
+    assert ((weights > 0).sum(-1) <= 2).all()
+    assert torch.allclose(symexp(weights @ twohot.bins), target, rtol=1e-4, atol=1e-5)
+    # logits whose softmax is the encoding decode to the target; log_prob is the weighted log-softmax
+    assert torch.allclose(twohot.mean(torch.log(weights + 1e-12)), target, rtol=1e-4, atol=1e-5)
+    random_logits = torch.randn(8, 255)
+    expected = (weights * torch.log_softmax(random_logits, -1)).sum(-1)
+    assert torch.allclose(twohot.log_prob(random_logits, target), expected, atol=1e-5)
+    # targets beyond the last bin clip to it
+    assert twohot.encode(torch.tensor([1e12]))[0, -1] == 1.0
+
+
+def test_unimix_and_one_hot_samples():
+    logits = torch.tensor([[10.0, 0.0, -10.0, -10.0]])
+    log_probs = unimix_log_probs(logits, 0.01)
+    assert log_probs.exp().min() >= 0.01 / 4 - 1e-7 and torch.allclose(log_probs.exp().sum(-1), torch.ones(1))
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    draws = sample_one_hot(probs.log().expand(40_000, 4), torch.Generator().manual_seed(0))
+    assert torch.equal(draws.sum(-1), torch.ones(40_000))
+    assert torch.allclose(draws.mean(0), probs, atol=0.01)
+    assert torch.equal(sample_one_hot(probs.log()[None], None), torch.tensor([[0.0, 0.0, 0.0, 1.0]]))
+    # straight-through: the sample carries the probabilities' gradient
+    leaf = torch.zeros(1, 4, requires_grad=True)
+    (sample_one_hot(torch.log_softmax(leaf, -1), torch.Generator()) * torch.arange(4.0)).sum().backward()
+    assert leaf.grad.abs().sum() > 0
+
+
+def test_categorical_kl_is_zero_for_equal_and_positive_otherwise():
+    a = torch.log_softmax(torch.randn(5, 4, 3), -1)
+    b = torch.log_softmax(torch.randn(5, 4, 3), -1)
+    assert torch.allclose(categorical_kl(a, a), torch.zeros(5), atol=1e-6)
+    assert (categorical_kl(a, b) > 0).all() and categorical_kl(a, b).shape == (5,)
+
+
+def rssm_inputs(steps=6, batch=3, embed_dim=5, action_dim=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    is_first = torch.zeros(steps, batch, dtype=torch.bool)
+    is_first[0] = True
+    is_first[3, 1] = True
+    embed = torch.randn(steps, batch, embed_dim, generator=gen)
+    action = torch.randn(steps, batch, action_dim, generator=gen)
+    first_embed = torch.randn(int(is_first.sum()), embed_dim, generator=gen)
+    return embed, action, is_first, first_embed
+
+
+def test_rssm_observe_and_imagine_shapes():
+    rssm = RSSM(action_dim=2, embed_dim=5, deter=8, stoch=4, classes=3, units=16)
+    embed, action, is_first, first_embed = rssm_inputs()
+    out = rssm.observe(embed, action, is_first, first_embed, torch.Generator().manual_seed(0))
+    assert out.deter.shape == (6, 3, 8) and out.stoch.shape == (6, 3, 12)
+    assert out.post_log_probs.shape == out.prior_log_probs.shape == (6, 3, 4, 3)
+    assert out.features.shape == (6, 3, 20) and out.first_features.shape == (4, 20)
+    assert out.first_post_log_probs.shape == out.first_prior_log_probs.shape == (4, 4, 3)
+    # stoch is one-hot per variable
+    assert torch.allclose(out.stoch.unflatten(-1, (4, 3)).sum(-1), torch.ones(6, 3, 4))
+    assert set(out.stoch.detach().unique().tolist()) <= {0.0, 1.0}
+    deter, stoch = rssm.imagine(out.deter[-1], out.stoch[-1], torch.randn(5, 3, 2), torch.Generator())
+    assert deter.shape == (5, 3, 8) and stoch.shape == (5, 3, 12)
+    with pytest.raises(ValueError, match="is_first\\[0\\]"):
+        rssm.observe(embed, action, torch.zeros(6, 3, dtype=torch.bool), first_embed[:0], None)
+
+
+def test_rssm_observe_restarts_at_episode_starts():
+    rssm = RSSM(action_dim=2, embed_dim=5, deter=8, stoch=4, classes=3, units=16)
+    embed, action, is_first, first_embed = rssm_inputs()
+    base = rssm.observe(embed, action, is_first, first_embed, None)
+    changed_embed, changed_action = embed.clone(), action.clone()
+    changed_embed[:3] += 5.0  # everything before row 1's restart at t=3
+    changed_action[:3] -= 1.0
+    changed = rssm.observe(changed_embed, changed_action, is_first, first_embed, None)
+    assert torch.equal(changed.deter[3:, 1], base.deter[3:, 1])  # row 1 forgot its past at t=3
+    assert not torch.allclose(changed.deter[3:, 0], base.deter[3:, 0])  # row 0 did not
+
+
+def test_free_nats_clip_the_kl_terms():
+    model = make(free_nats=1.0)
+    kl = torch.tensor([0.2, 0.5, 3.0], requires_grad=True)
+    dyn, rep = model.kl_losses(kl, kl)
+    assert dyn.item() == pytest.approx((1.0 + 1.0 + 3.0) / 3)
+    dyn.backward()
+    assert kl.grad.tolist() == pytest.approx([0.0, 0.0, 1 / 3])  # below the free nats: no gradient
+
+
+def test_train_step_fits_a_fixed_batch_and_keeps_starts():
+    model = make(lr=1e-3)
+    buffer = random_buffer(VectorSpec)
+    batch = buffer.sample_sequences(3, 8)
+    first = model.train_step(batch)
+    for _ in range(60):
+        last = model.train_step(batch)
+    assert last["loss"] < first["loss"] - 1.0
+    assert model.starts.shape == (8 * 3, model.feature_dim) and not model.starts.requires_grad
+    assert torch.equal(model.start_continues, 1.0 - batch["terminated"].flatten())
+
+
+def test_replay_ratio_and_pretraining():
+    model = make(replay_ratio=0.5, pretrain_steps=5, learning_starts=20, log_every=1)
+    buffer = random_buffer(VectorSpec, steps=40)
+    assert not model.should_train(10)
+    assert model.should_train(20) and model.owed_steps(20) == 5
+    assert [model.owed_steps(step) for step in range(21, 27)] == [0, 1, 0, 1, 0, 1]
+    assert model.owed_steps(36) == 5  # ten env steps at once
+    fresh = make(replay_ratio=0.5, pretrain_steps=3, learning_starts=0, log_every=1)
+    metrics = fresh.train(buffer, envstep=40, train_iter=0)
+    assert fresh.gradient_steps == 3 and metrics["gradient_steps"] == 3.0
+    short = make()
+    assert short.train(random_buffer(VectorSpec, steps=5), envstep=5, train_iter=0) == {}  # not a full sequence
+
+
+def test_same_seed_same_numbers():
+    def losses(seed):
+        model = make(seed=seed)
+        buffer = random_buffer(VectorSpec)
+        return [model.train_step(buffer.sample_sequences(3, 8))["loss"] for _ in range(3)]
+
+    assert losses(0) == losses(0)
+    assert losses(0) != losses(1)
+
+
+def test_image_observations_use_the_cnn():
+    model = make(ImageSpec, cnn_depth=4)
+    assert isinstance(model.encoder, ConvEncoder) and isinstance(model.decoder, ConvDecoder)
+    buffer = random_buffer(ImageSpec, steps=30)
+    batch = buffer.sample_sequences(2, 8)
+    assert batch["obs"].dtype == torch.uint8
+    metrics = model.train_step(batch)
+    assert np.isfinite(metrics["loss"]) and model.starts.shape == (16, model.feature_dim)
+    assert model.decoder(model.starts).shape == (16, 16, 16, 3)
+
+
+def test_rollout_shapes_and_no_world_model_gradient():
+    model = make()
+    model.train_step(random_buffer(VectorSpec).sample_sequences(3, 8))
+    model.optimizers["model"].zero_grad(set_to_none=True)
+    actor = torch.nn.Linear(model.feature_dim, 2)
+
+    def actor_fn(state):
+        return torch.softmax(actor(state), -1), state.new_zeros(state.shape[0])
+
+    states, actions, rewards, aug, dones = model.rollout(model.starts[:5], actor_fn, envstep=0, horizon=4)
+    assert states.shape == (5, 5, model.feature_dim) and actions.shape == (5, 5, 2)
+    assert rewards.shape == dones.shape == (4, 5) and aug.shape == (5, 5)
+    assert ((dones >= 0) & (dones <= 1)).all()
+    (rewards.sum() + states.sum()).backward()
+    assert actor.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.nets.parameters())
+    assert all(p.requires_grad for p in model.nets.parameters())
+
+
+def test_sizes_are_presets_with_overrides():
+    defaults = DreamerV3WorldModel.default_config()
+    assert resolve_sizes({**defaults, "size": "S"}) == SIZES["S"]
+    assert resolve_sizes({**defaults, "size": "XL", "deter": 32}) == {**SIZES["XL"], "deter": 32}
+    assert make().sizes == {**SIZES["XXS"], "deter": 16, "units": 16, "stoch": 4, "classes": 4}
+    with pytest.raises(ConfigError, match="world_model.size must be one of"):
+        make(size="XXXL")
+    with pytest.raises(ConfigError, match="unknown config key 'world_model.detr'"):
+        make(detr=3)
+
+
+def test_bad_spaces_are_named():
+    class BoxObs3D:
+        observation_space = gym.spaces.Box(0, 1, (4, 4, 3), np.float32)
+        action_space = gym.spaces.Discrete(2)
+
+    with pytest.raises(ConfigError, match="vector or HxWxC uint8 image"):
+        make(BoxObs3D)

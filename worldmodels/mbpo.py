@@ -107,6 +107,7 @@ class ProbabilisticEnsemble(nn.Module):
         self.register_buffer("target_mean", torch.zeros(gaussian_dim))
         self.register_buffer("target_std", torch.ones(gaussian_dim))
         self.register_buffer("elites", torch.arange(elite_size))
+        self.register_buffer("trained", torch.tensor(False))  # set by the trainer after a fit
 
     @staticmethod
     def _mean_std(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,10 +120,19 @@ class ProbabilisticEnsemble(nn.Module):
     def fit_input_normalizer(self, inputs: torch.Tensor) -> None:
         """Set the input mean and std from data; a constant input keeps std 1.
 
+        Once the ensemble has been trained, the first layer is rescaled so that
+        every member computes the same function of raw inputs as before.
+
         Shapes:
             inputs: [N, in_dim]
         """
         mean, std = self._mean_std(inputs)
+        if bool(self.trained):
+            first = self.layers[0]
+            # h = W^T (x - mean) / std + b must not change when mean and std do
+            shift = (mean - self.input_mean) / self.input_std
+            first.bias.add_(torch.einsum("i,eio->eo", shift, first.weight).unsqueeze(1))
+            first.weight.mul_((std / self.input_std).view(1, -1, 1))
         self.input_mean.copy_(mean)
         self.input_std.copy_(std)
 
@@ -130,10 +140,23 @@ class ProbabilisticEnsemble(nn.Module):
     def fit_target_normalizer(self, targets: torch.Tensor) -> None:
         """Set the target mean and std from data; a constant target keeps std 1.
 
+        Once the ensemble has been trained, the output layer and the log-variance
+        bounds are shifted and rescaled so that predictions in target units do
+        not change (the soft bounds commute with a constant shift).
+
         Shapes:
             targets: [N, G]
         """
         mean, std = self._mean_std(targets)
+        if bool(self.trained):
+            g, last = self.gaussian_dim, self.layers[-1]
+            ratio = self.target_std / std
+            last.weight[..., :g].mul_(ratio)
+            last.bias[..., :g].mul_(ratio).add_((self.target_mean - mean) / std)
+            log_shift = 2.0 * torch.log(ratio)
+            last.bias[..., g:2 * g].add_(log_shift)
+            self.max_logvar.add_(log_shift)
+            self.min_logvar.add_(log_shift)
         self.target_mean.copy_(mean)
         self.target_std.copy_(std)
 
@@ -182,7 +205,7 @@ class ProbabilisticEnsemble(nn.Module):
 
     def weight_decay_loss(self, decays: Sequence[float]) -> torch.Tensor:
         """``sum_l decay_l * ||W_l||^2 / 2`` over the layers' weights (not biases)."""
-        return sum(decay * 0.5 * layer.weight.pow(2).sum() for decay, layer in zip(decays, self.layers))
+        return sum(decay * 0.5 * layer.weight.pow(2).sum() for decay, layer in zip(decays, self.layers, strict=False))
 
     def logvar_bound_loss(self) -> torch.Tensor:
         """Pushes the learned bounds together: ``sum(max_logvar) - sum(min_logvar)``."""
@@ -236,15 +259,21 @@ class Dataset:
 class EnsembleTrainer:
     """Fits a ``ProbabilisticEnsemble``: holdout split, bootstrap, early stopping, elites.
 
-    An epoch is one pass over each member's rows, or ``min_epoch_batches``
-    batches where that is more, so that early stopping judges a small buffer
-    after enough gradient steps to matter. Each call to ``fit`` re-splits the data (holdout capped at ``max_holdout``),
-    refits the input normaliser on the training part, draws each member's own
-    bootstrap sample, and trains until no member improved its holdout score
-    (MSE, plus the termination cross-entropy with a termination head) by
+    Each call to ``fit`` re-splits the data (holdout capped at ``max_holdout``),
+    refits the normalisers on the training part (without changing what a
+    trained ensemble predicts), draws each member's own bootstrap sample, and
+    trains until no member improved its holdout score (standardised MSE, plus
+    the termination cross-entropy with a termination head) by
     ``improvement_threshold`` (relative) for ``max_epochs_since_update``
-    epochs, or ``max_epochs`` / ``max_train_steps`` run out. Each member ends
-    with its best weights; elites are the members of lowest holdout score.
+    epochs, or ``max_epochs`` / ``max_train_steps`` run out. An epoch is one
+    pass over each member's rows, or ``min_epoch_batches`` batches where that
+    is more, so that early stopping judges a small buffer after enough
+    gradient steps to matter. Each member ends with its best weights (as in
+    MBPO, the first epoch always counts as an improvement, so new data is
+    always learnt from); elites are the members of lowest holdout score.
+    Adam's moments are reset at each fit (``reset_optimizer``): moments left
+    by a converged fit turn the first gradients on new data into very large
+    steps.
 
     Args:
         ensemble: the model to train.
@@ -257,7 +286,7 @@ class EnsembleTrainer:
                  holdout_ratio: float = 0.2, max_holdout: int = 5000, max_epochs: int = 50,
                  max_epochs_since_update: int = 5, improvement_threshold: float = 0.01, min_epoch_batches: int = 10,
                  max_train_steps: int | None = None, bootstrap: bool = True, logvar_bound_coef: float = 0.01,
-                 termination_coef: float = 1.0, normalize_targets: bool = True) -> None:
+                 termination_coef: float = 1.0, normalize_targets: bool = True, reset_optimizer: bool = True) -> None:
         if len(weight_decays) != len(ensemble.layers):
             raise ConfigError(f"world_model.weight_decays needs one value per layer ({len(ensemble.layers)}: "
                               f"hidden layers + output), got {len(weight_decays)}")
@@ -283,7 +312,9 @@ class EnsembleTrainer:
         self.logvar_bound_coef = float(logvar_bound_coef)
         self.termination_coef = float(termination_coef)
         self.normalize_targets = bool(normalize_targets)
+        self.reset_optimizer = bool(reset_optimizer)
         self.optimizer = torch.optim.Adam(ensemble.parameters(), lr=learning_rate)
+        self.history: list[torch.Tensor] = []  # per-epoch holdout scores [E] of the latest fit
 
     # -- losses ---------------------------------------------------------
     def loss(self, batch: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -396,16 +427,21 @@ class EnsembleTrainer:
         if self.normalize_targets:
             self.ensemble.fit_target_normalizer(train.targets)
         member_index = self.member_indices(len(train))
+        if self.reset_optimizer:
+            self.optimizer.state.clear()
 
-        best = self.evaluate(holdout)["score"]
+        # As MBPO: the first epoch always counts, so new data is always learnt from.
+        best = torch.full((self.ensemble.ensemble_size,), math.inf, device=self.ensemble.input_mean.device)
         snapshot = [p.detach().clone() for p in self.ensemble.member_parameters()]
         epochs = steps = epochs_since_update = 0
         train_nll = train_mse = torch.zeros(self.ensemble.ensemble_size)
+        self.history = []
         while epochs < self.max_epochs and not self._out_of_steps(steps):
             train_nll, train_mse, steps = self._epoch(train, self.epoch_order(member_index), steps)
             epochs += 1
             current = self.evaluate(holdout)["score"]
-            improved = (best - current) / best.clamp_min(1e-12) > self.improvement_threshold
+            self.history.append(current)
+            improved = torch.isinf(best) | ((best - current) > self.improvement_threshold * best.abs())
             if bool(improved.any()):
                 best = torch.where(improved, current, best)
                 self._save_members(snapshot, improved)
@@ -415,6 +451,7 @@ class EnsembleTrainer:
             if epochs_since_update >= self.max_epochs_since_update:
                 break
         self._restore_members(snapshot)
+        self.ensemble.trained.fill_(True)
         final = self.evaluate(holdout)
         self.ensemble.elites.copy_(final["score"].argsort()[: self.ensemble.elite_size])
         return self._metrics(final, train_nll, train_mse, epochs, steps, len(train), len(holdout_index),
@@ -440,12 +477,12 @@ class EnsembleTrainer:
 
     @torch.no_grad()
     def _save_members(self, snapshot: list[torch.Tensor], members: torch.Tensor) -> None:
-        for saved, param in zip(snapshot, self.ensemble.member_parameters()):
+        for saved, param in zip(snapshot, self.ensemble.member_parameters(), strict=False):
             saved[members] = param[members]
 
     @torch.no_grad()
     def _restore_members(self, snapshot: list[torch.Tensor]) -> None:
-        for saved, param in zip(snapshot, self.ensemble.member_parameters()):
+        for saved, param in zip(snapshot, self.ensemble.member_parameters(), strict=False):
             param.copy_(saved)
 
     def _metrics(self, final: dict[str, torch.Tensor], train_nll: torch.Tensor, train_mse: torch.Tensor,
@@ -503,6 +540,7 @@ class MbpoWorldModel(DynaWorldModel):
         "max_train_steps": None,  # optional bound on gradient steps per training
         "bootstrap": True,  # each member trains on its own resample of the training rows
         "normalize_targets": True,  # members predict standardised reward and deltas (scale-free training)
+        "reset_optimizer": True,  # fresh Adam moments at each training (stale ones blow up on new data)
         "logvar_bound_coef": 0.01,  # weight of the learned log-variance bound regulariser
         "termination_coef": 1.0,  # weight of the termination head's cross-entropy
         "deterministic": False,  # step returns the chosen elite's mean instead of a sample
@@ -537,7 +575,7 @@ class MbpoWorldModel(DynaWorldModel):
             improvement_threshold=c.improvement_threshold, min_epoch_batches=c.min_epoch_batches,
             max_train_steps=c.max_train_steps,
             bootstrap=c.bootstrap, logvar_bound_coef=c.logvar_bound_coef, termination_coef=c.termination_coef,
-            normalize_targets=c.normalize_targets)
+            normalize_targets=c.normalize_targets, reset_optimizer=c.reset_optimizer)
         self.optimizers["ensemble"] = self.trainer.optimizer
         self.trained = False
 

@@ -48,7 +48,8 @@ def sampled_transitions(env_id: str, noise: float, count: int, seed: int = 0) ->
         if terminated or truncated:
             env.reset()
     env.close()
-    as_tensor = lambda rows: torch.as_tensor(np.asarray(rows, dtype=np.float32))
+    def as_tensor(rows):
+        return torch.as_tensor(np.asarray(rows, dtype=np.float32))
     return as_tensor(obs_rows), as_tensor(action_rows), as_tensor(next_rows), torch.as_tensor(flags)
 
 

@@ -278,6 +278,8 @@ class EnsembleTrainer:
     Args:
         ensemble: the model to train.
         generator: shuffling, splitting and bootstrap randomness.
+        guard: optional ``UpdateGuard``-like object whose ``step(name, loss, optimizer)``
+            runs each update (skipping non-finite ones); plain Adam steps when None.
         All other arguments are hyper-parameters as in ``MbpoWorldModel.config``.
     """
 
@@ -286,7 +288,8 @@ class EnsembleTrainer:
                  holdout_ratio: float = 0.2, max_holdout: int = 5000, max_epochs: int = 50,
                  max_epochs_since_update: int = 5, improvement_threshold: float = 0.01, min_epoch_batches: int = 10,
                  max_train_steps: int | None = None, bootstrap: bool = True, logvar_bound_coef: float = 0.01,
-                 termination_coef: float = 1.0, normalize_targets: bool = True, reset_optimizer: bool = True) -> None:
+                 termination_coef: float = 1.0, normalize_targets: bool = True, reset_optimizer: bool = True,
+                 guard: Any = None) -> None:
         if len(weight_decays) != len(ensemble.layers):
             raise ConfigError(f"world_model.weight_decays needs one value per layer ({len(ensemble.layers)}: "
                               f"hidden layers + output), got {len(weight_decays)}")
@@ -313,6 +316,7 @@ class EnsembleTrainer:
         self.termination_coef = float(termination_coef)
         self.normalize_targets = bool(normalize_targets)
         self.reset_optimizer = bool(reset_optimizer)
+        self.guard = guard
         self.optimizer = torch.optim.Adam(ensemble.parameters(), lr=learning_rate)
         self.history: list[torch.Tensor] = []  # per-epoch holdout scores [E] of the latest fit
 
@@ -469,9 +473,12 @@ class EnsembleTrainer:
                 break
             batch = train.subset(order[:, start:start + self.batch_size])
             loss, nll, mse = self.loss(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            if self.guard is not None:  # skips (and counts) a step whose loss or gradient is not finite
+                self.guard.step("ensemble", loss, self.optimizer)
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
             nll_sum, mse_sum, batches, steps = nll_sum + nll, mse_sum + mse, batches + 1, steps + 1
         return nll_sum / max(batches, 1), mse_sum / max(batches, 1), steps
 
@@ -535,7 +542,7 @@ class MbpoWorldModel(DynaWorldModel):
         "max_holdout": 5000,  # at most this many holdout rows, so evaluation cost stays bounded
         "max_epochs": 50,  # at most this many epochs per training, so retraining cost stays bounded
         "max_epochs_since_update": 5,  # early stopping patience (epochs without holdout improvement)
-        "improvement_threshold": 0.01,  # relative holdout MSE improvement that counts
+        "improvement_threshold": 0.01,  # relative holdout score improvement that counts
         "min_epoch_batches": 10,  # an epoch is at least this many batches (small buffers)
         "max_train_steps": None,  # optional bound on gradient steps per training
         "bootstrap": True,  # each member trains on its own resample of the training rows
@@ -575,9 +582,14 @@ class MbpoWorldModel(DynaWorldModel):
             improvement_threshold=c.improvement_threshold, min_epoch_batches=c.min_epoch_batches,
             max_train_steps=c.max_train_steps,
             bootstrap=c.bootstrap, logvar_bound_coef=c.logvar_bound_coef, termination_coef=c.termination_coef,
-            normalize_targets=c.normalize_targets, reset_optimizer=c.reset_optimizer)
+            normalize_targets=c.normalize_targets, reset_optimizer=c.reset_optimizer,
+            guard=getattr(self, "guard", None))
         self.optimizers["ensemble"] = self.trainer.optimizer
-        self.trained = False
+
+    @property
+    def trained(self) -> bool:
+        """Whether the ensemble has been fitted at least once (kept in its state dict)."""
+        return bool(self.ensemble.trained)
 
     def _termination_fn(self) -> TerminationFn | None:
         """The registered function, or None where the learned head decides."""
@@ -620,9 +632,7 @@ class MbpoWorldModel(DynaWorldModel):
     # -- learning -------------------------------------------------------
     def train(self, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
         """Fit the ensemble to every transition in ``env_buffer``; returns metrics."""
-        metrics = self.trainer.fit(self.dataset(env_buffer))
-        self.trained = True
-        return metrics
+        return self.trainer.fit(self.dataset(env_buffer))
 
     @torch.no_grad()
     def eval(self, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
@@ -715,15 +725,6 @@ class MbpoWorldModel(DynaWorldModel):
         else:
             done = logit > 0
         return reward, next_obs, done.to(torch.bool)
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["trained"] = self.trained
-        return state
-
-    def load_state_dict(self, state: Mapping) -> None:
-        super().load_state_dict(state)
-        self.trained = bool(state.get("trained", True))
 
 
 def _never_done(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:

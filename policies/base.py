@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from worldmodels.config import Configurable
+from worldmodels.guards import UpdateGuard
 from worldmodels.utils import generator_for, resolve_device
 
 
@@ -29,6 +30,7 @@ class Policy(Configurable, abc.ABC):
         type=None,
         import_names=[],
         device=None,  # cpu | cuda | auto; None inherits the pipeline's device
+        max_nonfinite_updates=10,  # consecutive skipped (non-finite) updates before the run stops
     )
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, *, world_model: Any = None, seed: int = 0,
@@ -45,6 +47,7 @@ class Policy(Configurable, abc.ABC):
         self.nets = nn.ModuleDict()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.train_iter = 0
+        self.guard = UpdateGuard(f"policy '{self.cfg.type}'", self.cfg.max_nonfinite_updates)
 
     @abc.abstractmethod
     def collect(self, obs: torch.Tensor) -> torch.Tensor:
@@ -79,6 +82,7 @@ class Policy(Configurable, abc.ABC):
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "generator": self.generator.get_state(),
             "train_iter": self.train_iter,
+            "guard": self.guard.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping) -> None:
@@ -87,3 +91,4 @@ class Policy(Configurable, abc.ABC):
             opt.load_state_dict(state["optimizers"][name])
         self.generator.set_state(state["generator"])
         self.train_iter = int(state["train_iter"])
+        self.guard.load_state_dict(state["guard"])

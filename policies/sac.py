@@ -173,7 +173,7 @@ class SACPolicy(Policy):
 
         metrics = {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(),
                    "entropy": -log_prob.mean().item(), "alpha": self.alpha.item(),
-                   "q_target_mean": target.mean().item()}
+                   "q_target_mean": target.mean().item(), "nonfinite_skipped": float(self.guard.skipped)}
         if self.cfg.auto_alpha:
             alpha_loss = -(self.log_alpha * (log_prob + self.target_entropy)).mean()
             self._optimize("alpha", alpha_loss)
@@ -184,11 +184,8 @@ class SACPolicy(Policy):
             self._polyak_update()
         return metrics
 
-    def _optimize(self, name: str, loss: torch.Tensor) -> None:
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def _optimize(self, name: str, loss: torch.Tensor) -> bool:
+        return self.guard.step(f"{name}_loss", loss, self.optimizers[name])
 
     @torch.no_grad()
     def _polyak_update(self) -> None:

@@ -23,7 +23,9 @@ BAD_INPUTS = [
     (["train", "pendulum_sac", "--env-steps", "-5"], "expected a positive integer"),
     (["train", "pendulum_sac", "--seed", "x"], "expected an integer"),
     (["train", "pendulum_sac", "--preset", "fast"], "unknown preset 'fast'"),
-    (["train"], "the following arguments are required: config"),
+    (["train"], "train needs a CONFIG or --resume RUN_DIR"),
+    (["train", "pendulum_sac", "--resume", "runs/x"], "--resume continues a run with its saved config"),
+    (["train", "--resume", "no/such/run"], "is not a run directory"),
     (["frobnicate"], "invalid choice"),
     (["config", "pendulum_sac", "--set", "collector.vector=threads"], "'collector.vector' must be one of"),
 ]

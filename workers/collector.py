@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodels.envs import make_vector_env
+from worldmodels.envs import EnvError, check_finite, make_vector_env
 from worldmodels.utils import as_tensor
 
 
@@ -24,6 +24,7 @@ class SerialCollector:
         self.buffer = buffer
         self.env_num = int(cfg["env_num"])
         self.warmup_steps = int(cfg["warmup_steps"])
+        self.env_id = env_cfg["id"]
         self.envs = make_vector_env(env_cfg, self.env_num, cfg["vector"])
         self.envs.action_space.seed(seed)
         self.obs, _ = self.envs.reset(seed=[seed + i for i in range(self.env_num)])
@@ -43,7 +44,13 @@ class SerialCollector:
     def step(self) -> int:
         """One vector step (``env_num`` env steps); returns the number of env steps taken."""
         actions = self._actions()
-        next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+        try:
+            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+        except Exception as err:
+            raise EnvError(f"env '{self.env_id}' raised in step at env step {self.envstep}: "
+                           f"{type(err).__name__}: {err}") from err
+        check_finite(self.env_id, f"at env step {self.envstep}", observation=next_obs, reward=reward,
+                     final_observation=info.get("final_obs"))
         done = terminated | truncated
         stored_next = next_obs
         if done.any() and "final_obs" in info:

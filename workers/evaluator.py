@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from worldmodels.envs import make_env
+from worldmodels.envs import EnvError, check_finite, make_env
 from worldmodels.utils import as_tensor
 
 
@@ -23,15 +23,22 @@ class Evaluator:
         self.n_episodes = int(cfg["n_episodes"])
         self.seed = int(seed)
         self.env = make_env(env_cfg)
+        self.env_id = env_cfg["id"]
 
     def evaluate(self, policy: Any) -> tuple[float, float, list[float]]:
         """Mean and std of the episode returns, and the returns."""
-        returns = [self.run_episode(policy, self.env, self.seed + i)[0] for i in range(self.n_episodes)]
+        returns = [self.run_episode(policy, self.env, self.seed + i, env_id=self.env_id)[0]
+                   for i in range(self.n_episodes)]
         return float(np.mean(returns)), float(np.std(returns)), returns
 
     @staticmethod
-    def run_episode(policy: Any, env: Any, seed: int, frames: list | None = None) -> tuple[float, int]:
-        """One deterministic episode; appends rendered frames to ``frames`` when given."""
+    def run_episode(policy: Any, env: Any, seed: int, frames: list | None = None, env_id: str = "env"
+                    ) -> tuple[float, int]:
+        """One deterministic episode; appends rendered frames to ``frames`` when given.
+
+        Raises:
+            EnvError: the env raised in ``step`` or returned a non-finite value.
+        """
         obs, _ = env.reset(seed=seed)
         policy.reset(evaluation=True)
         total, length, done = 0.0, 0, False
@@ -39,7 +46,12 @@ class Evaluator:
             if frames is not None:
                 frames.append(env.render())
             action = policy.act(as_tensor(obs[None], policy.device))[0].cpu().numpy()
-            obs, reward, terminated, truncated, _ = env.step(action)
+            where = f"at step {length} of an evaluation episode"
+            try:
+                obs, reward, terminated, truncated, _ = env.step(action)
+            except Exception as err:
+                raise EnvError(f"env '{env_id}' raised in step {where}: {type(err).__name__}: {err}") from err
+            check_finite(env_id, where, observation=obs, reward=reward)
             total += float(reward)
             length += 1
             done = terminated or truncated

@@ -21,7 +21,9 @@ from workers.learner import Learner
 from workers.logger import RunLogger
 from worldmodels.base import DynaWorldModel
 from worldmodels.config import to_plain
+from worldmodels.envs import EnvError
 from worldmodels.experiment import resolve_config
+from worldmodels.guards import NonFiniteError
 
 
 def space_storage(space: Any) -> tuple[tuple, Any]:
@@ -105,6 +107,7 @@ class SerialPipeline:
         self._open_run_dir()
         start = time.perf_counter()
         previous_handlers = self._install_signal_handlers()
+        failure = None
         try:
             while self.collector.envstep < self.cfg.env_steps and self.stop_signal is None:
                 self.iteration()
@@ -112,6 +115,11 @@ class SerialPipeline:
                 self.final_evaluation()
             if self.last_saved_step != self.collector.envstep:
                 self.save()
+        except NonFiniteError as err:  # parameters are intact: the bad updates were skipped
+            self.save()
+            failure = str(err)
+        except EnvError as err:  # the envs are in an unknown state: keep the last checkpoint
+            failure = str(err)
         finally:
             self._restore_signal_handlers(previous_handlers)
             self.logger.close()
@@ -123,7 +131,8 @@ class SerialPipeline:
                 "eval_return_mean": self.last_eval.get("eval_return_mean", float("nan")),
                 "eval_return_std": self.last_eval.get("eval_return_std", float("nan")),
                 "eval_episodes": self.cfg.evaluator.n_episodes,
-                "stopped_by": None if self.stop_signal is None else signal.Signals(self.stop_signal).name}
+                "stopped_by": None if self.stop_signal is None else signal.Signals(self.stop_signal).name,
+                "failure": failure}
 
     def _open_run_dir(self) -> None:
         if self.run_dir is None:

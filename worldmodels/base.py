@@ -11,6 +11,7 @@ from torch import nn
 
 from registry import BUFFER_REGISTRY, SCHEDULE_REGISTRY
 from worldmodels.config import ConfigError, Configurable
+from worldmodels.guards import UpdateGuard
 from worldmodels.utils import check_rank, frozen, generator_for, resolve_device
 
 Metrics = dict[str, float]
@@ -35,6 +36,7 @@ class WorldModel(Configurable, abc.ABC):
         eval_freq=250,  # env steps between two model evaluations
         rollout_length_scheduler=dict(type="constant", rollout_length=1),
         device=None,  # cpu | cuda | auto; None inherits the pipeline's device
+        max_nonfinite_updates=10,  # consecutive skipped (non-finite) updates before the run stops
     )
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
@@ -54,6 +56,7 @@ class WorldModel(Configurable, abc.ABC):
         self.rollout_length_scheduler = SCHEDULE_REGISTRY.build(self.cfg.rollout_length_scheduler)
         self.last_train_envstep = 0
         self.last_eval_envstep = 0
+        self.guard = UpdateGuard(f"world model '{self.cfg.type}'", self.cfg.max_nonfinite_updates)
 
     # -- scheduling -----------------------------------------------------
     def should_train(self, envstep: int) -> bool:
@@ -112,6 +115,7 @@ class WorldModel(Configurable, abc.ABC):
             "generator": self.generator.get_state(),
             "last_train_envstep": self.last_train_envstep,
             "last_eval_envstep": self.last_eval_envstep,
+            "guard": self.guard.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping) -> None:
@@ -121,6 +125,7 @@ class WorldModel(Configurable, abc.ABC):
         self.generator.set_state(state["generator"])
         self.last_train_envstep = int(state["last_train_envstep"])
         self.last_eval_envstep = int(state["last_eval_envstep"])
+        self.guard.load_state_dict(state["guard"])
 
     def log(self, prefix: str, metrics: Metrics, step: int) -> None:
         if self.logger is not None and metrics:

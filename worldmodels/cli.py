@@ -90,6 +90,10 @@ def _train_pipeline(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     result = _train_pipeline(args).run()
+    if result["failure"] is not None:
+        print(f"worldmodels: error: {result['failure']} (run directory: {result['run_dir']}; "
+              f"its newest checkpoint can be resumed with --resume)", file=sys.stderr)
+        return 1
     if result["stopped_by"] is not None:
         print(f"stopped by {result['stopped_by']} at env step {result['env_steps']}; checkpoint saved. "
               f"Resume with: worldmodels train --resume {result['run_dir']}")
@@ -139,6 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("worldmodels: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # one line for the user; the traceback on request
+        if os.environ.get("WORLDMODELS_TRACEBACK"):
+            raise
+        print(f"worldmodels: error: {type(err).__name__}: {err} "
+              "(set WORLDMODELS_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,6 +21,24 @@ except ModuleNotFoundError as err:  # pragma: no cover - only while the module i
 VECTOR_MODES = ("sync", "async")
 
 
+class EnvError(RuntimeError):
+    """An env raised in ``step`` or returned a non-finite observation or reward."""
+
+
+def check_finite(env_id: str, where: str, **values: Any) -> None:
+    """Raise EnvError naming the env, ``where`` and the first non-finite value among ``values``."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        array = np.asarray(value)
+        if array.dtype == object:  # per-env final observations, None where an env did not finish
+            array = np.stack([v for v in array if v is not None]) if any(v is not None for v in array) else None
+            if array is None:
+                continue
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise EnvError(f"env '{env_id}' returned a non-finite {name.replace('_', ' ')} {where}")
+
+
 def check_env_id(env_id: Any) -> str:
     """Raise a ConfigError naming close gymnasium ids when ``env_id`` is not registered."""
     if not isinstance(env_id, str) or not env_id:

@@ -1,0 +1,70 @@
+"""Training guards: optimiser steps with non-finite losses or gradients are skipped and counted."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive updates of one component had a non-finite loss or gradient."""
+
+    def __init__(self, component: str, loss_name: str, what: str, count: int) -> None:
+        self.component, self.loss_name, self.what, self.count = component, loss_name, what, count
+        super().__init__(f"{component}: {count} consecutive updates had a non-finite {what} "
+                         f"(loss '{loss_name}'); stopping")
+
+
+class UpdateGuard:
+    """Runs backward and the optimiser step unless the loss or the gradients are not finite.
+
+    A skipped update leaves the parameters and the optimiser untouched; after
+    ``max_consecutive`` skipped updates in a row a ``NonFiniteError`` names the
+    component and the loss.
+
+    Args:
+        component: what owns the optimisers, e.g. "policy 'sac'".
+        max_consecutive: skipped updates in a row before giving up.
+    """
+
+    def __init__(self, component: str, max_consecutive: int = 10) -> None:
+        self.component = component
+        self.max_consecutive = int(max_consecutive)
+        self.skipped = 0
+        self.consecutive = 0
+
+    def step(self, name: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+             params: Iterable[torch.Tensor] | None = None, max_grad_norm: float | None = None) -> bool:
+        """Zero the gradients, backpropagate ``loss``, clip, step; returns False when skipped."""
+        optimizer.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(loss.detach()).all()):
+            return self._skip(name, "loss", optimizer)
+        loss.backward()
+        if params is None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+        params = [p for p in params if p.grad is not None]
+        if max_grad_norm is not None and math.isfinite(max_grad_norm):
+            norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
+        if not bool(torch.isfinite(norm)):
+            return self._skip(name, "gradient", optimizer)
+        optimizer.step()
+        self.consecutive = 0
+        return True
+
+    def _skip(self, name: str, what: str, optimizer: torch.optim.Optimizer) -> bool:
+        optimizer.zero_grad(set_to_none=True)
+        self.skipped += 1
+        self.consecutive += 1
+        if self.consecutive >= self.max_consecutive:
+            raise NonFiniteError(self.component, name, what, self.consecutive)
+        return False
+
+    def state_dict(self) -> dict:
+        return {"skipped": self.skipped, "consecutive": self.consecutive}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skipped = int(state["skipped"])
+        self.consecutive = int(state["consecutive"])

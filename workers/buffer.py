@@ -1,6 +1,9 @@
 """Replay storage: a numpy ring buffer of transitions, sampled as batches or sequences."""
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,8 +12,10 @@ import numpy as np
 import torch
 
 from registry import BUFFER_REGISTRY
+from worldmodels.config import ConfigError, merge_config
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+STORAGES = ("memory", "disk")
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -31,6 +36,11 @@ class ReplayBuffer:
         capacity: most transitions kept; the oldest are overwritten.
         obs_shape, action_shape: per-transition shapes (``()`` for a discrete action).
         seed: seeds the buffer's own sampling generator.
+        storage: "memory" (numpy arrays) or "disk" (numpy memmaps in a temporary
+            folder under ``directory``, removed with the buffer), for capacities
+            that should not sit in RAM.
+        directory: parent folder of a disk buffer's files (the system's temporary
+            folder when None).
 
     Shapes:
         push: obs [B, *obs_shape], action [B, *action_shape], reward / terminated / truncated [B]
@@ -38,9 +48,19 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int, obs_shape: tuple, action_shape: tuple, *, obs_dtype: Any = np.float32,
-                 action_dtype: Any = np.float32, seed: int = 0) -> None:
+                 action_dtype: Any = np.float32, seed: int = 0, storage: str = "memory",
+                 directory: str | Path | None = None) -> None:
         if int(capacity) < 1:
             raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
+        if storage not in STORAGES:
+            raise ValueError(f"buffer storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        self.storage = storage
+        self.directory: Path | None = None
+        if storage == "disk":
+            if directory is not None:
+                Path(directory).mkdir(parents=True, exist_ok=True)
+            self.directory = Path(tempfile.mkdtemp(prefix="replay-", dir=directory))
+            self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.directory), True)
         self.capacity = int(capacity)
         self.obs_shape = tuple(obs_shape)
         self.action_shape = tuple(action_shape)
@@ -53,14 +73,29 @@ class ReplayBuffer:
         self.row_width: int | None = None  # rows per push, while every push had the same width
 
     def _alloc(self, capacity: int) -> None:
-        self.data = {
-            "obs": np.zeros((capacity, *self.obs_shape), self.obs_dtype),
-            "action": np.zeros((capacity, *self.action_shape), self.action_dtype),
-            "reward": np.zeros((capacity,), np.float32),
-            "next_obs": np.zeros((capacity, *self.obs_shape), self.obs_dtype),
-            "terminated": np.zeros((capacity,), np.bool_),
-            "truncated": np.zeros((capacity,), np.bool_),
+        layout = {
+            "obs": ((capacity, *self.obs_shape), self.obs_dtype),
+            "action": ((capacity, *self.action_shape), self.action_dtype),
+            "reward": ((capacity,), np.float32),
+            "next_obs": ((capacity, *self.obs_shape), self.obs_dtype),
+            "terminated": ((capacity,), np.bool_),
+            "truncated": ((capacity,), np.bool_),
         }
+        old = getattr(self, "data", None)
+        if self.storage == "memory":
+            self.data = {key: np.zeros(shape, dtype) for key, (shape, dtype) in layout.items()}
+            return
+        self.data = {}
+        for key, (shape, dtype) in layout.items():
+            # a new file per allocation: a resize copies from the old maps before they go
+            path = self.directory / f"{key}-{capacity}-{id(old)}.npy"
+            self.data[key] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+    def close(self) -> None:
+        """Release a disk buffer's files (they are removed with the buffer in any case)."""
+        if self.storage == "disk":
+            self.data = {}
+            self._cleanup()
 
     def __len__(self) -> int:
         return self.size
@@ -168,21 +203,40 @@ class ReplayBuffer:
         self._alloc(capacity)
         for key in old:
             self.data[key][:keep] = old[key][order]
+        self._remove_files(old)
         self.size = keep
         self.pos = keep % capacity
         self.row_width = None if keep == 0 else -1
 
+    def _remove_files(self, arrays: dict) -> None:
+        for array in arrays.values():
+            filename = getattr(array, "filename", None)
+            if filename:
+                del array
+                Path(filename).unlink(missing_ok=True)
+
     # -- persistence ----------------------------------------------------
     def state_dict(self) -> dict:
-        """Contents, positions and the sampling generator's state."""
+        """Contents, positions and the sampling generator's state.
+
+        A memory buffer's contents are copied; a disk buffer's are views of its
+        memmaps (no copy in RAM), to be saved before the buffer changes.
+        """
+        def contents(array: np.ndarray) -> torch.Tensor:
+            part = array[: self.size]
+            return torch.from_numpy(part.copy() if self.storage == "memory" else np.asarray(part))
+
         return {"capacity": self.capacity, "size": self.size, "pos": self.pos,
                 "row_width": -2 if self.row_width is None else self.row_width,
                 "rng": self.rng.bit_generator.state,
-                "data": {k: torch.from_numpy(v[: self.size].copy()) for k, v in self.data.items()}}
+                "data": {k: contents(v) for k, v in self.data.items()}}
 
     def load_state_dict(self, state: Mapping) -> None:
+        old = self.data
         self.capacity = int(state["capacity"])
         self._alloc(self.capacity)
+        if old is not self.data:
+            self._remove_files(old)
         for key, value in state["data"].items():
             self.data[key][: len(value)] = _to_numpy(value)
         self.size = int(state["size"])
@@ -201,20 +255,40 @@ class ReplayBuffer:
     def load(self, path: str | Path) -> None:
         with np.load(path) as archive:
             capacity, size, pos, width = (int(v) for v in archive["meta"])
+            old = self.data
             self.capacity = capacity
             self._alloc(capacity)
+            self._remove_files(old)
             for key in self.data:
                 self.data[key][...] = archive[f"data_{key}"]
         self.size, self.pos = size, pos
         self.row_width = None if width == -2 else width
 
 
+REPLAY_DEFAULTS = dict(
+    type="replay",
+    import_names=[],
+    capacity=1_000_000,  # transitions kept
+    storage="memory",  # memory | disk (numpy memmaps, for buffers that should not sit in RAM)
+    directory=None,  # parent folder of a disk buffer's files; None: the system's temporary folder
+)
+
+
 @BUFFER_REGISTRY.register("replay")
 def make_replay_buffer(cfg: Mapping, *, capacity: int | None = None, obs_shape: tuple, action_shape: tuple,
                        obs_dtype: Any = np.float32, action_dtype: Any = np.float32, seed: int = 0) -> ReplayBuffer:
-    """Build a ``ReplayBuffer`` from a config with ``type: replay`` and optional ``capacity``."""
-    from worldmodels.config import merge_config
-
-    cfg = merge_config(dict(type="replay", import_names=[], capacity=1_000_000), cfg, prefix="buffer")
+    """Build a ``ReplayBuffer`` from a config with ``type: replay`` (keys of ``REPLAY_DEFAULTS``)."""
+    cfg = merge_replay_config(cfg)
+    if cfg.storage not in STORAGES:
+        raise ConfigError(f"config key 'buffer.storage' must be one of {', '.join(STORAGES)}, got {cfg.storage!r}")
     return ReplayBuffer(capacity if capacity is not None else cfg.capacity, obs_shape, action_shape,
-                        obs_dtype=obs_dtype, action_dtype=action_dtype, seed=seed)
+                        obs_dtype=obs_dtype, action_dtype=action_dtype, seed=seed, storage=cfg.storage,
+                        directory=cfg.directory)
+
+
+def merge_replay_config(cfg: Mapping | None, prefix: str = "buffer") -> Any:
+    """A replay config merged over ``REPLAY_DEFAULTS`` (unknown keys are errors)."""
+    return merge_config(REPLAY_DEFAULTS, cfg, prefix=prefix)
+
+
+make_replay_buffer.merge_config = merge_replay_config  # lets configs resolve like other components

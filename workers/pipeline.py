@@ -125,6 +125,9 @@ class SerialPipeline:
             self.logger.close()
             self.collector.close()
             self.evaluator.close()
+            for buffer in (self.env_buffer, self.img_buffer):
+                if buffer is not None and getattr(buffer, "storage", "memory") == "disk":
+                    buffer.close()
         wall = time.perf_counter() - start
         return {"run_dir": str(self.run_dir), "env_steps": self.collector.envstep, "wall_time": wall,
                 "env_steps_per_s": self.collector.envstep / max(wall, 1e-9), "train_iter": self.learner.train_iter,

@@ -161,8 +161,7 @@ def resolve_config(raw: Mapping) -> EasyDict:
     wm_cfg = open_sections.get("world_model")
     cfg.world_model = None if wm_cfg is None else _resolve_component(WORLD_MODEL_REGISTRY, "world_model", wm_cfg)
     buffer_cfg = deep_update(copy.deepcopy(defaults["buffer"]), open_sections.get("buffer") or {})
-    _resolve_component(BUFFER_REGISTRY, "buffer", buffer_cfg)
-    cfg.buffer = EasyDict(buffer_cfg)
+    cfg.buffer = _resolve_component(BUFFER_REGISTRY, "buffer", buffer_cfg)
     check_env_id(cfg.env.id)
     if cfg.device not in DEVICE_CHOICES:
         raise ConfigError(f"config key 'device' must be one of {', '.join(DEVICE_CHOICES)}, got {cfg.device!r}")

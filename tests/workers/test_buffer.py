@@ -128,3 +128,38 @@ def test_collector_stores_terminated_apart_from_truncated():
     n = len(buffer)
     assert buffer.data["terminated"][:n].any() and not buffer.data["truncated"][:n].any()
     collector.close()
+
+
+def test_disk_buffer_matches_memory_buffer_and_cleans_up(tmp_path):
+    memory = ReplayBuffer(12, (2,), (1,), seed=4)
+    disk = ReplayBuffer(12, (2,), (1,), seed=4, storage="disk", directory=tmp_path)
+    for buffer in (memory, disk):
+        push_steps(buffer, 17, width=2, terminal_at=(5,))
+    assert isinstance(disk.data["obs"], np.memmap)
+    for key in memory.data:
+        assert np.array_equal(memory.data[key], disk.data[key])
+    assert torch.equal(memory.sample(9)["obs"], disk.sample(9)["obs"])
+    assert torch.equal(memory.sample_sequences(3, 4)["obs"], disk.sample_sequences(3, 4)["obs"])
+    disk.set_capacity(8)
+    assert len(disk) == 8 and len(list(disk.directory.iterdir())) == 6  # the old files are gone
+    restored = ReplayBuffer(1, (2,), (1,), storage="disk", directory=tmp_path)
+    restored.load_state_dict(disk.state_dict())
+    assert torch.equal(restored.sample(5)["obs"], disk.sample(5)["obs"])
+    folder = disk.directory
+    disk.close()
+    assert not folder.exists()
+
+
+def test_disk_buffer_through_the_pipeline_resumes_exactly(tmp_path):
+    from tests.workers.test_resume import progress_without_wall_time
+    from workers.pipeline import SerialPipeline
+    from worldmodels.experiment import compose_config
+
+    sets = ["buffer.storage='disk'", f"buffer.directory='{tmp_path / 'replay'}'"]
+    full = SerialPipeline(compose_config("pendulum_sac", "debug", sets), out_dir=tmp_path / "a",
+                          show_progress=False).run()
+    first = SerialPipeline(compose_config("pendulum_sac", "debug", sets, env_steps=250), out_dir=tmp_path / "b",
+                           show_progress=False).run()
+    resumed = SerialPipeline.resume(first["run_dir"], env_steps=600, show_progress=False).run()
+    assert progress_without_wall_time(resumed["run_dir"]) == progress_without_wall_time(full["run_dir"])
+    assert list((tmp_path / "replay").iterdir()) == []  # every run removed its buffer files

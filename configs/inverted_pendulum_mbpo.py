@@ -9,6 +9,7 @@ comes from the registered ``termination:InvertedPendulum`` function.
 config = dict(
     exp_name="inverted_pendulum_mbpo",
     seed=0,
+    num_threads=1,  # small matmuls: one thread is faster, and robust to a busy machine
     env_steps=5_000,
     env=dict(id="InvertedPendulum-v5"),
     collector=dict(env_num=1, warmup_steps=500),
@@ -31,7 +32,6 @@ config = dict(
 
 presets = dict(
     debug=dict(
-        num_threads=1,
         env_steps=400,
         collector=dict(warmup_steps=200),
         world_model=dict(ensemble_size=3, elite_size=2, hidden_sizes=[32, 32],

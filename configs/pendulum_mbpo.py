@@ -10,6 +10,7 @@ short).
 config = dict(
     exp_name="pendulum_mbpo",
     seed=0,
+    num_threads=1,  # small matmuls: one thread is faster, and robust to a busy machine
     env_steps=5_000,
     env=dict(id="Pendulum-v1"),
     collector=dict(env_num=1, warmup_steps=500),
@@ -35,7 +36,6 @@ config = dict(
 
 presets = dict(
     debug=dict(
-        num_threads=1,
         env_steps=400,
         collector=dict(warmup_steps=200),
         world_model=dict(ensemble_size=3, elite_size=2, hidden_sizes=[32, 32],

@@ -251,6 +251,17 @@ class DreamerPolicy(Policy):
         mask = torch.as_tensor(mask, device=state["is_first"].device).bool()
         self.states[key] = {**state, "is_first": state["is_first"] | mask}
 
+    def state_dict(self) -> dict:
+        """The base state plus the recurrent acting states (a resumed run continues its episodes)."""
+        state = super().state_dict()
+        state["acting_states"] = {key: dict(value) for key, value in self.states.items()}
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
+        self.states = {key: {name: tensor.to(self.device) for name, tensor in value.items()}
+                       for key, value in state.get("acting_states", {}).items()}
+
     # -- learning -------------------------------------------------------
     def learn(self, data: Any = None) -> dict[str, float]:
         """One actor-critic update on imagined rollouts from the world model's latest

@@ -408,9 +408,13 @@ class DreamerV3WorldModel(DreamWorldModel):
 
     # -- state ----------------------------------------------------------
     def state_dict(self) -> dict:
+        """The base state plus the training schedule, the pending metric sums and the latest
+        imagination starts (so that a resumed run continues exactly)."""
         state = super().state_dict()
         state.update(trained_envstep=-1 if self.trained_envstep is None else self.trained_envstep,
-                     update_debt=self.update_debt, gradient_steps=self.gradient_steps)
+                     update_debt=self.update_debt, gradient_steps=self.gradient_steps,
+                     starts=self.starts, start_continues=self.start_continues,
+                     metric_sums=dict(self._metric_sums), metric_count=self._metric_count)
         return state
 
     def load_state_dict(self, state: Mapping) -> None:
@@ -419,3 +423,9 @@ class DreamerV3WorldModel(DreamWorldModel):
         self.trained_envstep = None if trained < 0 else trained
         self.update_debt = float(state["update_debt"])
         self.gradient_steps = int(state["gradient_steps"])
+        self.starts, self.start_continues = state.get("starts"), state.get("start_continues")
+        if self.starts is not None:
+            self.starts = self.starts.to(self.device)
+            self.start_continues = self.start_continues.to(self.device)
+        self._metric_sums = dict(state.get("metric_sums", {}))
+        self._metric_count = int(state.get("metric_count", 0))

@@ -199,6 +199,7 @@ def test_recurrent_state_resets_where_an_episode_starts():
     fresh = build(ContinuousSpec)[1]
     fresh.load_state_dict(policy.state_dict())
     fresh.world_model = policy.world_model
+    fresh.reset(evaluation=True)
     fresh.act(observations[3])
     started = eval_state(fresh)
     assert torch.equal(after_reset[0], started[0])  # slot 0 restarted from the initial state

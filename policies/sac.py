@@ -13,8 +13,8 @@ from torch import nn
 
 from policies.base import Policy
 from registry import POLICY_REGISTRY
-from worldmodels.config import ConfigError
-from worldmodels.nets import mlp
+from worldmodels.config import ConfigError, check_range, check_sizes
+from worldmodels.nets import ACTIVATIONS, mlp
 from worldmodels.utils import check_rank, seeded_init
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -93,6 +93,7 @@ class SACPolicy(Policy):
         if not hasattr(space, "low") or len(space.shape) != 1:
             raise ConfigError(f"policy 'sac' needs a 1-D continuous (Box) action space, got {space}")
         c = self.cfg
+        self.check_config(c)
         obs_dim = int(np.prod(self.observation_space.shape))
         self.action_dim = int(space.shape[0])
         low = torch.as_tensor(space.low, dtype=torch.float32, device=self.device)
@@ -113,6 +114,20 @@ class SACPolicy(Policy):
             "critic": torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr),
             "alpha": torch.optim.Adam([self.log_alpha], lr=c.alpha_lr),
         }
+
+    @staticmethod
+    def check_config(c: Mapping) -> None:
+        """Raise ConfigError for values outside their valid ranges."""
+        check_sizes(c, "hidden_sizes", prefix="policy")
+        if c.activation not in ACTIVATIONS:
+            raise ConfigError(f"config key 'policy.activation' must be one of {', '.join(ACTIVATIONS)}, "
+                              f"got {c.activation!r}")
+        for key in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
+            check_range(c, key, 0.0, low_open=True, prefix="policy")
+        check_range(c, "gamma", 0.0, 1.0, prefix="policy")
+        check_range(c, "tau", 0.0, 1.0, low_open=True, prefix="policy")
+        check_range(c, "target_update_every", 1, prefix="policy")
+        check_range(c, "target_entropy", allow_none=True, prefix="policy")
 
     @property
     def alpha(self) -> torch.Tensor:

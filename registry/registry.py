@@ -27,37 +27,63 @@ def closest_match(name: str, choices: Iterable[str]) -> str | None:
 
 
 def import_module_or_file(name: str) -> None:
-    """Import a dotted module name or a path to a ``.py`` file (a user's plugin)."""
-    if name.endswith(".py") or "/" in name or "\\" in name:
-        path = Path(name).expanduser().resolve()
-        if not path.is_file():
-            raise RegistryError(f"import_names: plugin file '{name}' does not exist")
-        module_name = f"worldmodels_plugin_{path.stem}_{abs(hash(str(path))) % 10**8}"
-        if module_name in sys.modules:
-            return
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception:
-            del sys.modules[module_name]
-            raise
-        return
+    """Import a dotted module name or a path to a ``.py`` file (a user's plugin).
+
+    Raises:
+        RegistryError: the module or file cannot be found, or importing it failed
+            (the message carries the plugin's own error).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise RegistryError(f"import_names: expected a module name or a .py path, got {name!r}")
     try:
-        importlib.import_module(name)
+        if name.endswith(".py") or "/" in name or "\\" in name:
+            _import_file(name)
+        else:
+            importlib.import_module(name)
+    except RegistryError:
+        raise
     except ModuleNotFoundError as err:
-        if err.name and name.startswith(err.name):
-            raise RegistryError(f"import_names: cannot import module '{name}' ({err})") from None
+        raise RegistryError(f"import_names: cannot import module '{name}' ({err})") from None
+    except Exception as err:
+        raise RegistryError(f"import_names: importing '{name}' failed: {type(err).__name__}: {err}") from err
+
+
+def _import_file(name: str) -> None:
+    path = Path(name).expanduser().resolve()
+    if not path.is_file():
+        raise RegistryError(f"import_names: plugin file '{name}' does not exist")
+    module_name = f"worldmodels_plugin_{path.stem}_{abs(hash(str(path))) % 10**8}"
+    if module_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
         raise
 
 
-def _as_list(value: Any) -> list[str]:
+def import_names_list(value: Any) -> list[str]:
+    """``import_names`` as a list of module names or file paths.
+
+    Raises:
+        RegistryError: the value is not a string or a list of strings.
+    """
     if value is None:
         return []
     if isinstance(value, str):
         return [value]
-    return list(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
+        return list(value)
+    raise RegistryError(f"import_names must be a module name, a .py path or a list of them, got {value!r}")
+
+
+def import_all(value: Any) -> None:
+    """Import every module or plugin file named by an ``import_names`` value."""
+    for name in import_names_list(value):
+        import_module_or_file(name)
 
 
 class Registry:
@@ -117,6 +143,9 @@ class Registry:
                 the closest match.
         """
         self._load_builtins()
+        if not isinstance(name, str):
+            raise RegistryError(f"a {self.kind} type must be a name (one of: {', '.join(self.names())}), "
+                                f"got {name!r}")
         if name not in self._entries:
             load_entry_points()
         if name not in self._entries:
@@ -124,7 +153,7 @@ class Registry:
             hint = closest_match(name, valid)
             hint_text = f"; did you mean '{hint}'?" if hint else ""
             raise RegistryError(
-                f"unknown {self.kind} type '{name}'{hint_text} "
+                f"unknown {self.kind} type {name!r}{hint_text} "
                 f"(registered: {', '.join(valid) or 'none'})"
             )
         return self._entries[name]
@@ -141,8 +170,7 @@ class Registry:
             raise RegistryError(
                 f"{self.kind} config needs a 'type' key (one of: {', '.join(self.names())})"
             )
-        for module in _as_list(cfg.get("import_names")):
-            import_module_or_file(module)
+        import_all(cfg.get("import_names"))
         target = self.get(cfg["type"])
         return target(cfg, *args, **kwargs)
 

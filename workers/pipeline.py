@@ -20,7 +20,7 @@ from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.logger import RunLogger
 from worldmodels.base import DynaWorldModel
-from worldmodels.config import to_plain
+from worldmodels.config import ConfigError, to_plain
 from worldmodels.envs import EnvError
 from worldmodels.experiment import resolve_config
 from worldmodels.guards import NonFiniteError
@@ -274,6 +274,9 @@ class SerialPipeline:
         cfg = json.loads(state["config"])
         if env_steps is not None:
             cfg["env_steps"] = int(env_steps)
+        if cfg["env_steps"] <= state["env_step"]:
+            raise ConfigError(f"the run in '{run_dir}' stopped at env step {state['env_step']}, at or past its "
+                              f"budget of {cfg['env_steps']}; pass --env-steps with a larger total to continue")
         pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir)
         pipeline.load_state_dict(state)
         pipeline.logger.rows = read_progress_rows(run_dir, int(state["env_step"]),

@@ -33,8 +33,10 @@ def check_value(default: Any, value: Any, key: str) -> Any:
     Raises:
         ConfigError: naming ``key``, the expected type and the value given.
     """
-    if default is None or value is None:
+    if default is None:
         return value
+    if value is None:
+        raise ConfigError(f"config key '{key}' needs a value like {default!r}, got None")
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{key}' expects {_TYPE_NAMES[bool]} (True/False), "
@@ -91,7 +93,7 @@ def merge_config(defaults: Mapping, user: Mapping | None, prefix: str = "") -> E
             valid = sorted(str(k) for k in defaults)
             hint = closest_match(str(key), valid)
             hint_text = f"; did you mean '{hint}'?" if hint else ""
-            raise ConfigError(f"unknown config key '{path}'{hint_text} (valid keys: {', '.join(valid)})")
+            raise ConfigError(f"unknown config key {path!r}{hint_text} (valid keys: {', '.join(valid)})")
         default = merged[key]
         if isinstance(default, Mapping) and isinstance(value, Mapping) and default:
             if "type" in default and "type" in value and value["type"] != default["type"]:
@@ -123,6 +125,36 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     return value
+
+
+def check_range(cfg: Mapping, key: str, low: float | None = None, high: float | None = None, *,
+                prefix: str = "", low_open: bool = False, allow_none: bool = False) -> None:
+    """Raise ConfigError unless ``cfg[key]`` (a dotted path) lies in [low, high] (or (low, high] when
+    ``low_open``); None passes when ``allow_none``.
+    """
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    name = f"{prefix}.{key}" if prefix else key
+    if node is None and allow_none:
+        return
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or node != node:
+        raise ConfigError(f"config key '{name}' must be a number, got {node!r}")
+    too_low = low is not None and (node <= low if low_open else node < low)
+    too_high = high is not None and node > high
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        raise ConfigError(f"config key '{name}' must be within {bounds}, got {node!r}")
+
+
+def check_sizes(cfg: Mapping, key: str, *, prefix: str = "") -> None:
+    """Raise ConfigError unless ``cfg[key]`` is a list of positive ints (layer widths)."""
+    value = cfg[key]
+    name = f"{prefix}.{key}" if prefix else key
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+        raise ConfigError(f"config key '{name}' must be a list of positive ints (layer widths), got {value!r}")
 
 
 class Configurable:

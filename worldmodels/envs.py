@@ -46,7 +46,7 @@ def check_env_id(env_id: Any) -> str:
     if env_id not in gym.registry:
         hint = closest_match(env_id, gym.registry.keys())
         hint_text = f"; did you mean '{hint}'?" if hint else ""
-        raise ConfigError(f"unknown env.id '{env_id}'{hint_text} (any gymnasium id is valid)")
+        raise ConfigError(f"unknown env.id {env_id!r}{hint_text} (any gymnasium id is valid)")
     return env_id
 
 

@@ -12,10 +12,12 @@ from typing import Any
 from easydict import EasyDict
 
 from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY, RegistryError, closest_match
-from registry.registry import import_module_or_file
-from worldmodels.config import ConfigError, deep_update, merge_config, to_plain
+from registry.registry import import_all
+from worldmodels.config import ConfigError, check_range, deep_update, merge_config, to_plain
 from worldmodels.envs import VECTOR_MODES, check_env_id
 from worldmodels.utils import DEVICE_CHOICES
+
+MAX_SEED = 2**31 - 1 - 100_000  # components derive seeds by adding offsets below 100,000
 
 PIPELINE_DEFAULTS: dict = dict(
     exp_name="experiment",  # runs go to <out>/<exp_name>/<stamp>/
@@ -49,13 +51,13 @@ def find_config(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if name_or_path.endswith(".py") or "/" in name_or_path:
         if not path.is_file():
-            raise ConfigError(f"config file '{name_or_path}' does not exist")
+            raise ConfigError(f"config file {name_or_path!r} does not exist")
         return path
     names = shipped_config_names()
     if name_or_path not in names:
         hint = closest_match(name_or_path, names)
         hint_text = f"; did you mean '{hint}'?" if hint else ""
-        raise ConfigError(f"unknown config '{name_or_path}'{hint_text} "
+        raise ConfigError(f"unknown config {name_or_path!r}{hint_text} "
                           f"(shipped configs: {', '.join(names)}; or give a path to a .py file)")
     return Path(str(resources.files("configs") / f"{name_or_path}.py"))
 
@@ -90,7 +92,7 @@ def parse_overrides(items: Iterable[str]) -> dict:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value (e.g. policy.actor_lr=1e-3), got '{item}'")
+            raise ConfigError(f"--set expects key=value (e.g. policy.actor_lr=1e-3), got {item!r}")
         parts = key.strip().split(".")
         node = overrides
         for part in parts[:-1]:
@@ -117,7 +119,7 @@ def compose_config(name_or_path: str, preset: str | None = None, sets: Iterable[
     if preset is not None:
         if preset not in presets:
             valid = ", ".join(sorted(presets)) or "none"
-            raise ConfigError(f"unknown preset '{preset}' for config '{name_or_path}' (presets: {valid})")
+            raise ConfigError(f"unknown preset {preset!r} for config {name_or_path!r} (presets: {valid})")
         config = _merge_overrides(config, presets[preset])
     config = _merge_overrides(config, parse_overrides(sets))
     if seed is not None:
@@ -132,19 +134,11 @@ def _resolve_component(registry: Any, section: str, cfg: Any) -> EasyDict:
         raise ConfigError(f"config section '{section}' must be a dict with a 'type', got {cfg!r}")
     if "type" not in cfg:
         raise ConfigError(f"config section '{section}' needs a 'type' (one of: {', '.join(registry.names())})")
-    for module in cfg.get("import_names") or []:
-        import_module_or_file(module)
+    import_all(cfg.get("import_names"))
     target = registry.get(cfg["type"])
     if hasattr(target, "merge_config"):
         return target.merge_config(cfg, prefix=section)
     return EasyDict(copy.deepcopy(dict(cfg)))
-
-
-def _check_positive(cfg: Mapping, key: str, minimum: float = 1) -> None:
-    section, _, name = key.rpartition(".")
-    value = (cfg[section] if section else cfg)[name]
-    if value < minimum:
-        raise ConfigError(f"config key '{key}' must be >= {minimum}, got {value}")
 
 
 def resolve_config(raw: Mapping) -> EasyDict:
@@ -163,6 +157,9 @@ def resolve_config(raw: Mapping) -> EasyDict:
     buffer_cfg = deep_update(copy.deepcopy(defaults["buffer"]), open_sections.get("buffer") or {})
     cfg.buffer = _resolve_component(BUFFER_REGISTRY, "buffer", buffer_cfg)
     check_env_id(cfg.env.id)
+    name = cfg.exp_name
+    if not name.strip() or name in (".", "..") or any(sep in name for sep in "/\\\0"):
+        raise ConfigError(f"config key 'exp_name' must name a directory (no '/', not empty), got {name!r}")
     if cfg.device not in DEVICE_CHOICES:
         raise ConfigError(f"config key 'device' must be one of {', '.join(DEVICE_CHOICES)}, got {cfg.device!r}")
     if cfg.collector.vector not in VECTOR_MODES:
@@ -170,9 +167,12 @@ def resolve_config(raw: Mapping) -> EasyDict:
                           f"got {cfg.collector.vector!r}")
     for key in ("env_steps", "keep_checkpoints", "collector.env_num", "learner.batch_size", "learner.log_every",
                 "evaluator.eval_freq", "evaluator.n_episodes", "buffer.capacity"):
-        _check_positive(cfg, key)
-    for key in ("collector.warmup_steps", "checkpoint_every", "num_threads", "learner.updates_per_step"):
-        _check_positive(cfg, key, minimum=0)
+        check_range(cfg, key, 1)
+    for key in ("collector.warmup_steps", "checkpoint_every", "learner.updates_per_step"):
+        check_range(cfg, key, 0)
+    check_range(cfg, "num_threads", 0, 1024)
+    check_range(cfg, "seed", 0, MAX_SEED)
+    check_range(cfg, "env.max_episode_steps", 1, allow_none=True)
     if "env_id" in (cfg.world_model or {}) and cfg.world_model.env_id is None:
         cfg.world_model.env_id = cfg.env.id
     for section in ("policy", "world_model"):

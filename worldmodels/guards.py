@@ -20,7 +20,8 @@ class UpdateGuard:
     """Runs backward and the optimiser step unless the loss or the gradients are not finite.
 
     A skipped update leaves the parameters and the optimiser untouched; after
-    ``max_consecutive`` skipped updates in a row a ``NonFiniteError`` names the
+    ``max_consecutive`` skipped updates of one loss in a row (other losses of
+    the component may succeed in between) a ``NonFiniteError`` names the
     component and the loss.
 
     Args:
@@ -32,7 +33,7 @@ class UpdateGuard:
         self.component = component
         self.max_consecutive = int(max_consecutive)
         self.skipped = 0
-        self.consecutive = 0
+        self.consecutive: dict[str, int] = {}
 
     def step(self, name: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
              params: Iterable[torch.Tensor] | None = None, max_grad_norm: float | None = None) -> bool:
@@ -51,20 +52,20 @@ class UpdateGuard:
         if not bool(torch.isfinite(norm)):
             return self._skip(name, "gradient", optimizer)
         optimizer.step()
-        self.consecutive = 0
+        self.consecutive[name] = 0
         return True
 
     def _skip(self, name: str, what: str, optimizer: torch.optim.Optimizer) -> bool:
         optimizer.zero_grad(set_to_none=True)
         self.skipped += 1
-        self.consecutive += 1
-        if self.consecutive >= self.max_consecutive:
-            raise NonFiniteError(self.component, name, what, self.consecutive)
+        count = self.consecutive[name] = self.consecutive.get(name, 0) + 1
+        if count >= self.max_consecutive:
+            raise NonFiniteError(self.component, name, what, count)
         return False
 
     def state_dict(self) -> dict:
-        return {"skipped": self.skipped, "consecutive": self.consecutive}
+        return {"skipped": self.skipped, "consecutive": dict(self.consecutive)}
 
     def load_state_dict(self, state: dict) -> None:
         self.skipped = int(state["skipped"])
-        self.consecutive = int(state["consecutive"])
+        self.consecutive = {str(k): int(v) for k, v in state["consecutive"].items()}

@@ -40,9 +40,10 @@ def test_consecutive_skips_raise_naming_component_and_loss():
     good = lambda: model(torch.ones(1, 2)).sum()  # noqa: E731
     guard.step("critic_loss", bad(), optimizer)
     guard.step("critic_loss", bad(), optimizer)
-    assert guard.step("critic_loss", good(), optimizer) and guard.consecutive == 0
+    assert guard.step("critic_loss", good(), optimizer) and guard.consecutive["critic_loss"] == 0
     guard.step("critic_loss", bad(), optimizer)
     guard.step("critic_loss", bad(), optimizer)
+    assert guard.step("actor_loss", good(), optimizer)  # another loss succeeding does not reset the count
     with pytest.raises(NonFiniteError, match="policy 'sac': 3 consecutive .*non-finite loss .*'critic_loss'"):
         guard.step("critic_loss", bad(), optimizer)
     assert guard.skipped == 5

@@ -1,0 +1,115 @@
+"""Property-based tests: no input, however wrong, crashes the command line or touches saved runs."""
+import json
+import os
+import string
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from worldmodels.cli import main
+from worldmodels.config import to_plain
+from worldmodels.experiment import compose_config
+
+
+def leaf_keys(node, prefix=""):
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from leaf_keys(value, path + ".")
+        else:
+            yield path
+
+
+VALID_KEYS = sorted(k for k in leaf_keys(to_plain(compose_config("pendulum_sac", "debug")))
+                    if not k.startswith("env.kwargs"))
+KEYS = st.one_of(st.sampled_from(VALID_KEYS), st.text(string.ascii_lowercase + "._", min_size=1, max_size=12))
+VALUES = st.one_of(
+    st.integers(-(10**12), 10**12), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(),
+    st.text(max_size=8), st.lists(st.integers(-3, 300), max_size=3),
+    st.dictionaries(st.text(string.ascii_lowercase, max_size=4), st.integers(-2, 2), max_size=2),
+)
+# After the random overrides, these keep a valid run small (later --set values win).
+SMALL_RUN = ["--set", "collector.env_num=1", "--set", "evaluator.n_episodes=1", "--set", "buffer.capacity=500",
+             "--set", "env.max_episode_steps=20", "--env-steps", "2"]
+PROPERTY = settings(max_examples=int(os.environ.get("WORLDMODELS_PROPERTY_EXAMPLES", 40)), deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def as_literal(value):
+    return repr(value) if not isinstance(value, str) else value
+
+
+def check_one_line_error(capsys, code):
+    err = capsys.readouterr().err.strip()
+    if code == 0:
+        return
+    assert code == 2, f"an unexpected exception escaped as an internal error: {err}"
+    assert len(err.splitlines()) == 1 and err.startswith("worldmodels: error: ") and "Traceback" not in err
+
+
+@PROPERTY
+@given(pairs=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=2))
+def test_random_overrides_resolve_or_fail_with_one_line(pairs, capsys):
+    sets = [arg for key, value in pairs for arg in ("--set", f"{key}={as_literal(value)}")]
+    check_one_line_error(capsys, main(["config", "pendulum_sac", "--preset", "debug", *sets]))
+
+
+@PROPERTY
+@given(pairs=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=2))
+def test_random_overrides_train_or_fail_without_leaving_a_run(pairs, tmp_path_factory, capsys):
+    out = tmp_path_factory.mktemp("runs")
+    sets = [arg for key, value in pairs for arg in ("--set", f"{key}={as_literal(value)}")]
+    code = main(["train", "pendulum_sac", "--preset", "debug", "--no-progress", "--out", str(out), *sets,
+                 *SMALL_RUN])
+    check_one_line_error(capsys, code)
+    if code != 0:
+        assert not any(out.rglob("*")), "a failed start left files behind"
+
+
+ARGS = st.lists(st.sampled_from(["train", "config", "list", "pendulum_sac", "no_config", "--set", "x=1",
+                                 "policy.gamma=2", "--seed", "-3", "abc", "--env-steps", "0", "10", "--preset",
+                                 "debug", "nope", "--resume", "--out", "--no-progress", "-h?", "eval"]),
+                max_size=6)
+
+
+@PROPERTY
+@given(argv=ARGS)
+def test_random_command_lines_never_crash(argv, tmp_path_factory, capsys):
+    out = tmp_path_factory.mktemp("runs")
+    if "train" in argv:
+        argv = [*argv, "--out", str(out), "--env-steps", "2", "--set", "evaluator.n_episodes=1",
+                "--set", "env.max_episode_steps=20"]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # --help
+        code = exit_.code
+    check_one_line_error(capsys, code)
+
+
+@PROPERTY
+@given(argv=st.lists(st.sampled_from(["--set", "seed=3", "--env-steps", "5", "100", "--preset", "debug",
+                                 "pendulum_sac", "--seed", "1"]), max_size=4))
+def test_bad_resume_never_touches_the_saved_run(argv, tmp_path_factory, capsys):
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["train", "pendulum_sac", "--preset", "debug", "--env-steps", "50", "--no-progress",
+                 "--out", str(out)]) == 0
+    (run_dir,) = out.glob("pendulum_sac/*")
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run_dir), "--no-progress", *argv])
+    if code == 0:  # a valid resume (a larger --env-steps and nothing else) may write
+        return
+    check_one_line_error(capsys, code)
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_resume_past_the_budget_is_refused(tmp_path, capsys):
+    assert main(["train", "pendulum_sac", "--preset", "debug", "--env-steps", "50", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.glob("pendulum_sac/*")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--env-steps", "50"]) == 2
+    assert "stopped at env step 50" in capsys.readouterr().err
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["env_steps"] == 50 and os.path.exists(run_dir / "checkpoint.pt")

@@ -14,7 +14,7 @@ setup(
     install_requires=[
         "torch>=2.2,<2.15",
         "numpy>=1.24",
-        "gymnasium[mujoco]>=1.1,<2",
+        "gymnasium[mujoco,classic-control]>=1.1,<2",  # classic-control: pygame renders Pendulum/CartPole frames
         "easydict>=1.10",
         "tensorboardX>=2.6",
         "tqdm>=4.60",  # progress bars with rates and postfix fields

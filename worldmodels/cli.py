@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="print the resolved config as JSON")
     _add_config_args(config)
 
+    evaluate = commands.add_parser("eval", help="evaluate a saved run deterministically")
+    evaluate.add_argument("run", metavar="RUN", help="a run directory (runs/<exp_name>/<stamp>)")
+    evaluate.add_argument("--episodes", type=_positive_int, default=10, help="episodes (default 10)")
+    evaluate.add_argument("--seed", type=_int, default=0, help="episode i resets with seed + i")
+    evaluate.add_argument("--video", metavar="FILE", default=None, help="write the first episode as a .gif")
+
     commands.add_parser("list", help="list shipped configs and every registered name")
     return parser
 
@@ -106,6 +112,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from workers.agent import load_agent
+    from workers.evaluator import Evaluator
+    from workers.video import write_gif
+    from worldmodels.envs import make_env
+
+    if args.video is not None and not args.video.lower().endswith(".gif"):
+        raise UsageError(f"--video writes a GIF: give a path ending in .gif, got '{args.video}'")
+    agent = load_agent(args.run)
+    env = make_env(agent.config.env, render_mode="rgb_array" if args.video else None)
+    returns, frames = [], []
+    try:
+        for episode in range(args.episodes):
+            record = frames if args.video and episode == 0 else None
+            total, _ = Evaluator.run_episode(agent.policy, env, args.seed + episode, frames=record,
+                                             env_id=agent.config.env.id)
+            returns.append(total)
+    finally:
+        env.close()
+    print(f"eval return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {args.episodes} episodes "
+          f"(min {np.min(returns):.1f}, max {np.max(returns):.1f})")
+    if args.video:
+        print(f"video: {write_gif(frames, args.video)} ({len(frames)} frames)")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from worldmodels.experiment import compose_config
 
@@ -123,7 +157,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "config": cmd_config, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config, "list": cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

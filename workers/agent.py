@@ -1,0 +1,80 @@
+"""A trained agent loaded from a run directory, stepped outside the pipeline on raw observations."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
+from workers.checkpoint import CheckpointError
+from worldmodels.envs import make_env
+from worldmodels.experiment import resolve_config
+from worldmodels.utils import as_tensor
+
+
+class Agent:
+    """A policy (and its world model) restored from a run, acting deterministically.
+
+    ``act`` takes one observation ``[*obs_shape]`` (or a batch ``[B, *obs_shape]``)
+    as numpy and returns the env-ready action; a recurrent policy carries its
+    state between calls until ``reset``.
+
+    Example::
+
+        agent = load_agent("runs/pendulum_sac/20261127-120000_s0")
+        obs, _ = env.reset(seed=0)
+        agent.reset()
+        while True:
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+            if terminated or truncated:
+                break
+    """
+
+    def __init__(self, policy: Any, world_model: Any, config: dict) -> None:
+        self.policy = policy
+        self.world_model = world_model
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the recurrent state: call at the start of every episode."""
+        self.policy.reset(evaluation=True)
+
+    def act(self, obs: Any) -> np.ndarray:
+        obs = np.asarray(obs)
+        single = obs.shape == tuple(self.policy.observation_space.shape)
+        batch = as_tensor(obs[None] if single else obs, self.policy.device)
+        action = self.policy.act(batch).cpu().numpy()
+        return action[0] if single else action
+
+
+def load_agent(run_dir: str | Path, device: str = "cpu") -> Agent:
+    """Rebuild the policy and world model of ``run_dir`` from its config and newest checkpoint.
+
+    Raises:
+        CheckpointError: ``run_dir`` is not a run directory or holds no loadable checkpoint.
+    """
+    from workers.pipeline import load_latest_checkpoint
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise CheckpointError(f"'{run_dir}' is not a run directory (no config.json)")
+    state, _ = load_latest_checkpoint(run_dir)
+    raw = json.loads(state["config"])
+    for section in ("policy", "world_model"):
+        if raw.get(section) is not None:
+            raw[section]["device"] = device
+    cfg = resolve_config(raw)
+    env = make_env(cfg.env)
+    try:
+        world_model = None
+        if cfg.world_model is not None:
+            world_model = WORLD_MODEL_REGISTRY.build(cfg.world_model, env, None, seed=cfg.seed)
+            world_model.load_state_dict(state["world_model"])
+        policy = POLICY_REGISTRY.build(cfg.policy, env, world_model=world_model, seed=cfg.seed)
+        policy.load_state_dict(state["policy"])
+    finally:
+        env.close()
+    return Agent(policy, world_model, cfg)

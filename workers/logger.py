@@ -88,10 +88,11 @@ class RunLogger:
             writer.writerows(self.rows)
         tmp.replace(path)
 
-    def message(self, text: str) -> None:
+    def message(self, text: str, always: bool = False) -> None:
+        """Print ``text`` above the progress bar; without a bar only when ``always``."""
         if self.bar is not None:
             self.bar.write(text)
-        else:
+        elif always or self.show_progress:
             print(text, flush=True)
 
     def close(self) -> None:

@@ -134,12 +134,19 @@ class SerialPipeline:
                 "eval_return_mean": self.last_eval.get("eval_return_mean", float("nan")),
                 "eval_return_std": self.last_eval.get("eval_return_std", float("nan")),
                 "eval_episodes": self.cfg.evaluator.n_episodes,
+                "parameters": self.parameter_count(),
                 "stopped_by": None if self.stop_signal is None else signal.Signals(self.stop_signal).name,
                 "failure": failure}
+
+    def parameter_count(self) -> int:
+        """Trainable and target parameters of the policy and the world model."""
+        count = self.policy.parameter_count()
+        return count + (self.world_model.parameter_count() if self.world_model is not None else 0)
 
     def _open_run_dir(self) -> None:
         if self.run_dir is None:
             self.run_dir = make_run_dir(self.out_dir, self.cfg.exp_name, self.cfg.seed)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "config.json", "w") as handle:
             json.dump(to_plain(self.cfg), handle, indent=2)
         self.logger.open(self.run_dir, start_step=self.collector.envstep, wall_offset=self.wall_offset)
@@ -150,7 +157,8 @@ class SerialPipeline:
             if self.stop_signal is not None:  # a second signal stops at once
                 raise KeyboardInterrupt
             self.stop_signal = signum
-            self.logger.message(f"{signal.Signals(signum).name} received: finishing this step and saving")
+            self.logger.message(f"{signal.Signals(signum).name} received: finishing this step and saving",
+                                always=True)
 
         handlers = {}
         for signum in (signal.SIGINT, signal.SIGTERM):

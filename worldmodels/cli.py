@@ -73,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=_int, default=0, help="episode i resets with seed + i")
     evaluate.add_argument("--video", metavar="FILE", default=None, help="write the first episode as a .gif")
 
+    comp = commands.add_parser("compare", help="run configs over seeds; write a table, a CSV and plots")
+    comp.add_argument("configs", nargs="+", metavar="CONFIG", help="shipped config names or .py paths")
+    comp.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 (default 3)")
+    comp.add_argument("--env-steps", type=_positive_int, default=None, help="env steps of every run")
+    comp.add_argument("--preset", default=None, help="apply this preset to every config")
+    comp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a value in every config (repeatable)")
+    comp.add_argument("--workers", type=_positive_int, default=None,
+                      help="runs at once (default: one per CPU core)")
+    comp.add_argument("--backend", choices=("local", "ray"), default="local",
+                      help="local processes or Ray tasks (pip install 'worldmodels[ray]')")
+    comp.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    comp.add_argument("--out", default=None, help="output directory (default: comparisons/<configs>)")
+
     commands.add_parser("list", help="list shipped configs and every registered name")
     return parser
 
@@ -140,6 +154,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from workers.compare import compare
+
+    total = len(args.configs) * args.seeds
+    finished = []
+
+    def progress(result: dict) -> None:
+        finished.append(result)
+        head = f"[{len(finished)}/{total}] {result['config']} seed {result['seed']}:"
+        if "error" in result:
+            print(f"{head} FAILED: {result['error']}", flush=True)
+        elif result.get("skipped"):
+            print(f"{head} finished earlier, skipped", flush=True)
+        else:
+            print(f"{head} final eval return {result['rows'][-1]['eval_return_mean']:.1f} "
+                  f"after {result['env_steps']} env steps, {result['wall_time']:.0f} s", flush=True)
+
+    print(f"comparing {', '.join(args.configs)} over {args.seeds} seed(s): {total} runs", flush=True)
+    out = compare(args.configs, args.seeds, env_steps=args.env_steps, preset=args.preset, sets=args.sets,
+                  workers=args.workers, backend=args.backend, address=args.address, out=args.out,
+                  progress=progress)
+    print((out / "summary.md").read_text())
+    print(f"wrote {out / 'summary.md'}, {out / 'results.csv'}, {out / 'curves.png'}, {out / 'wallclock.png'}")
+    return 1 if any("error" in r for r in finished) else 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from worldmodels.experiment import compose_config
 
@@ -157,7 +197,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "config": cmd_config,
+            "list": cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

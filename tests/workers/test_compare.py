@@ -1,0 +1,125 @@
+import csv
+import textwrap
+
+import pytest
+
+from workers.compare import compare, steps_to_threshold
+from workers.pipeline import SerialPipeline
+from worldmodels.cli import main
+from worldmodels.config import ConfigError
+from worldmodels.experiment import compose_config
+
+BAD_CONFIG = textwrap.dedent("""
+    import gymnasium as gym
+    import numpy as np
+
+
+    class ExplodingEnv(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            if self.t >= 30:
+                raise RuntimeError("simulator exploded")
+            return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+    if "WorldModelsCompareBadEnv-v0" not in gym.registry:
+        gym.register("WorldModelsCompareBadEnv-v0", entry_point=ExplodingEnv)
+
+    config = dict(exp_name="bad_env", env_steps=200, env=dict(id="WorldModelsCompareBadEnv-v0"),
+                  collector=dict(warmup_steps=50), policy=dict(type="sac", hidden_sizes=[16]),
+                  learner=dict(batch_size=16), evaluator=dict(eval_freq=100, n_episodes=1))
+    presets = dict(debug=dict())
+""")
+
+
+def test_compare_writes_every_output_and_resumes(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", "pendulum_sac", "inverted_pendulum_sac", "--seeds", "2", "--preset", "debug",
+                 "--env-steps", "300", "--out", str(out), "--workers", "2"])
+    assert code == 0
+    assert {p.name for p in out.iterdir()} >= {"summary.md", "results.csv", "curves.png", "wallclock.png"}
+    summary = (out / "summary.md").read_text()
+    assert "| pendulum_sac | 2 |" in summary and "| inverted_pendulum_sac | 2 |" in summary
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["config"], r["seed"]) for r in rows} == {(c, s) for c in ("pendulum_sac", "inverted_pendulum_sac")
+                                                        for s in ("0", "1")}
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    mtime = (out / "runs/pendulum_sac/seed0/checkpoint.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["compare", "pendulum_sac", "inverted_pendulum_sac", "--seeds", "2", "--preset", "debug",
+                 "--env-steps", "300", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 4
+    assert (out / "runs/pendulum_sac/seed0/checkpoint.pt").stat().st_mtime_ns == mtime
+
+
+def test_interrupted_pair_resumes_from_its_checkpoint(tmp_path):
+    out = tmp_path / "cmp"
+    run_dir = out / "runs/pendulum_sac/seed0"
+    cfg = compose_config("pendulum_sac", "debug", ["num_threads=1"], 0, 150)
+    SerialPipeline(cfg, show_progress=False, run_dir=run_dir).run()  # stopped at 150 of 300
+    results = []
+    compare(["pendulum_sac"], 1, preset="debug", env_steps=300, out=out, workers=1, progress=results.append)
+    assert not results[0].get("skipped") and results[0]["env_steps"] == 300
+    reference = []
+    compare(["pendulum_sac"], 1, preset="debug", env_steps=300, out=tmp_path / "ref", workers=1,
+            progress=reference.append)
+    strip = [{k: v for k, v in row.items() if k != "wall_time"} for row in results[0]["rows"]]
+    assert strip == [{k: v for k, v in row.items() if k != "wall_time"} for row in reference[0]["rows"]]
+
+
+def test_pair_killed_after_its_last_checkpoint_is_not_rerun(tmp_path):
+    out = tmp_path / "cmp"
+    compare(["pendulum_sac"], 1, preset="debug", env_steps=300, out=out, workers=1)
+    (out / "runs/pendulum_sac/seed0/result.json").unlink()  # killed between the checkpoint and the result
+    results = []
+    compare(["pendulum_sac"], 1, preset="debug", env_steps=300, out=out, workers=1, progress=results.append)
+    assert "error" not in results[0] and results[0]["env_steps"] == 300 and len(results[0]["rows"]) == 2
+
+
+def test_failing_config_is_reported_and_the_others_finish(tmp_path, capsys):
+    bad = tmp_path / "bad_env_sac.py"
+    bad.write_text(BAD_CONFIG)
+    out = tmp_path / "cmp"
+    code = main(["compare", str(bad), "pendulum_sac", "--seeds", "1", "--preset", "debug", "--env-steps", "200",
+                 "--out", str(out), "--workers", "2"])
+    assert code == 1
+    printed = capsys.readouterr().out
+    assert "bad_env_sac seed 0: FAILED: env 'WorldModelsCompareBadEnv-v0' raised in step" in printed
+    assert "simulator exploded" in printed
+    summary = (out / "summary.md").read_text()
+    assert "| bad_env_sac | 0 of 1 | failed |" in summary and "Failed runs:" in summary
+    assert "| pendulum_sac | 1 |" in summary
+
+
+def test_bad_config_fails_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key"):
+        compare(["pendulum_sac", "pendulum_sac"], 1, sets=["policy.nope=1"], out=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_steps_to_threshold():
+    rows = [{"env_step": 0, "eval_return_mean": -900}, {"env_step": 1000, "eval_return_mean": -190},
+            {"env_step": 2000, "eval_return_mean": -250}]
+    assert steps_to_threshold(rows, -200) == 1000
+    assert steps_to_threshold(rows, 0) is None and steps_to_threshold(rows, None) is None
+
+
+def test_ray_backend_on_a_local_instance(tmp_path):
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'worldmodels[ray]')")
+    out = tmp_path / "cmp"
+    try:
+        compare(["pendulum_sac", "inverted_pendulum_sac"], 1, preset="debug", env_steps=200, out=out,
+                backend="ray", workers=2)
+    finally:
+        ray.shutdown()
+    assert "| pendulum_sac | 1 |" in (out / "summary.md").read_text()
+    assert (out / "runs/inverted_pendulum_sac/seed0/result.json").is_file()

@@ -83,3 +83,17 @@ def test_updates_per_step_fraction_carries_over(tmp_path):
     pipeline = SerialPipeline(debug_cfg("learner.updates_per_step=0.5"), out_dir=tmp_path, show_progress=False)
     pipeline.run()
     assert pipeline.learner.train_iter == (600 - 200) // 2
+
+
+def test_async_vector_env_collects_and_resumes_exactly(tmp_path):
+    sets = ["collector.vector='async'", "collector.env_num=2"]
+    full = serial_pipeline(debug_cfg(*sets), out_dir=tmp_path / "a", show_progress=False)
+    cfg = compose_config("pendulum_sac", "debug", sets, env_steps=250)
+    first = serial_pipeline(cfg, out_dir=tmp_path / "b", show_progress=False)
+    resumed = SerialPipeline.resume(first["run_dir"], env_steps=600, show_progress=False).run()
+    assert full["env_steps"] == resumed["env_steps"] == 600
+
+    def rows(run_dir):
+        return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_progress(run_dir)]
+
+    assert rows(resumed["run_dir"]) == rows(full["run_dir"])

@@ -271,13 +271,13 @@ class DreamerPolicy(Policy):
             return {}
         c = self.cfg
         starts, start_continues = self.pick_starts(model)
-        states, actions, rewards, dones = self.imagine(model, starts)
+        states, actions, rewards, dones, actor_outputs = self.imagine(model, starts)
         continues = torch.cat([start_continues.unsqueeze(0), 1.0 - dones])
         critic_log_probs, values = self.critic_forward(states)
         returns = lambda_returns(rewards, values, continues[1:], c.gamma, c.return_lambda)
         weights = (torch.cumprod(c.gamma * continues, 0) / c.gamma).detach()[:-1]
         self.return_norm.update(returns)
-        actor_loss, entropy = self.actor_loss(states, actions, returns, values, weights)
+        actor_loss, entropy = self.actor_loss(states, actions, returns, values, weights, actor_outputs)
         critic_loss = self.critic_loss(states, critic_log_probs, returns, weights)
 
         for optimizer in self.optimizers.values():
@@ -309,22 +309,32 @@ class DreamerPolicy(Policy):
     def imagine(self, model: Any, starts: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Roll the actor out in the model for ``horizon`` steps.
 
-        With REINFORCE nothing needs a graph through the rollout, so it runs without
-        one; with backpropagation the actions keep their gradients through the dynamics.
+        With REINFORCE the rollout itself needs no graph: it runs without one, and the
+        actor's outputs at each state are kept (with their graph) for the loss instead of
+        being recomputed. With backpropagation the actions keep their gradients through
+        the dynamics.
 
         Shapes:
-            starts [B, F] -> states [H+1, B, F], actions [H+1, B, A], rewards [H, B], dones [H, B]
+            starts [B, F] -> states [H+1, B, F], actions [H+1, B, A], rewards [H, B], dones [H, B],
+            actor outputs (REINFORCE: each [H+1, B, ...]; backprop: None)
         """
+        outputs: list[tuple[torch.Tensor, ...]] = []
+
         def actor_fn(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            action = self.actor.sample(self.actor(state), self.generator)
+            if self.backprop:
+                return self.actor.sample(self.actor(state), self.generator), state.new_zeros(state.shape[0])
+            with torch.enable_grad():
+                params = self.actor(state)
+            outputs.append(params)
+            action = self.actor.sample(tuple(p.detach() for p in params), self.generator)
             return action, state.new_zeros(state.shape[0])
 
         if self.backprop:
             states, actions, rewards, _, dones = model.rollout(starts, actor_fn, 0, self.cfg.horizon)
-        else:
-            with torch.no_grad():
-                states, actions, rewards, _, dones = model.rollout(starts, actor_fn, 0, self.cfg.horizon)
-        return states, actions, rewards, dones
+            return states, actions, rewards, dones, None
+        with torch.no_grad():
+            states, actions, rewards, _, dones = model.rollout(starts, actor_fn, 0, self.cfg.horizon)
+        return states, actions, rewards, dones, tuple(torch.stack(parts) for parts in zip(*outputs, strict=True))
 
     def critic_forward(self, states: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The critic's log-probabilities for its loss and its values for the returns.
@@ -346,19 +356,23 @@ class DreamerPolicy(Policy):
             self.critic.requires_grad_(True)
 
     def actor_loss(self, states: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor, values: torch.Tensor,
-                   weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                   weights: torch.Tensor, actor_outputs: tuple[torch.Tensor, ...] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """REINFORCE (``log pi(a) * sg(advantage)``) or backpropagated normalised returns,
         plus the entropy bonus, weighted; returns the loss and the mean entropy.
 
         Shapes:
-            states [H+1, B, F], actions [H+1, B, A], returns [H, B], values [H+1, B], weights [H, B]
+            states [H+1, B, F], actions [H+1, B, A], returns [H, B], values [H+1, B], weights [H, B],
+            actor_outputs: the actor's outputs at ``states`` (each [H+1, B, ...]); None: computed here
         """
         scale = self.return_norm.scale()
-        if self.backprop:
-            objective = (returns - values[:-1].detach()) / scale
+        if actor_outputs is None:
             params = self.actor(states[:-1].detach())
         else:
-            params = self.actor(states[:-1])
+            params = tuple(part[:-1] for part in actor_outputs)
+        if self.backprop:
+            objective = (returns - values[:-1].detach()) / scale
+        else:
             advantage = ((returns - values[:-1]) / scale).detach()
             objective = self.actor.log_prob(params, actions[:-1].detach()) * advantage
         entropy = self.actor.entropy(params)

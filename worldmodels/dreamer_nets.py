@@ -77,34 +77,54 @@ class TwoHot(nn.Module):
 # -- categorical latents -----------------------------------------------------
 def unimix_log_probs(logits: torch.Tensor, unimix: float) -> torch.Tensor:
     """Log-probabilities of ``(1 - unimix) softmax(logits) + unimix / classes`` over the last dim."""
+    return unimix_probs(logits, unimix)[1]
+
+
+def unimix_probs(logits: torch.Tensor, unimix: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities ``(1 - unimix) softmax(logits) + unimix / classes`` and their logs.
+
+    Shapes:
+        logits [..., C] -> probs [..., C], log_probs [..., C]
+    """
     if unimix <= 0.0:
-        return F.log_softmax(logits, dim=-1)
+        log_probs = F.log_softmax(logits, dim=-1)
+        return log_probs.exp(), log_probs
     probs = torch.softmax(logits, dim=-1) * (1.0 - unimix) + unimix / logits.shape[-1]
-    return probs.log()
+    return probs, probs.log()
 
 
-def sample_one_hot(log_probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def sample_one_hot(log_probs: torch.Tensor, generator: torch.Generator | None, *, probs: torch.Tensor | None = None,
+                   uniform: torch.Tensor | None = None) -> torch.Tensor:
     """A one-hot sample per row with a straight-through gradient to the probabilities.
 
     Inverse-CDF sampling: one uniform draw per row compared with the cumulative
     probabilities (several times cheaper on CPU than Gumbel-max or ``multinomial``, which
-    draw one number per class). With ``generator=None`` the mode is returned instead.
+    draw one number per class). With neither ``generator`` nor ``uniform`` the mode is
+    returned instead.
+
+    Args:
+        log_probs: log-probabilities over the last dim.
+        generator: draws the uniforms when ``uniform`` is not given.
+        probs: ``log_probs.exp()`` where the caller has it already.
+        uniform: pre-drawn uniforms in [0, 1), shape ``[..., 1]`` (e.g. a whole sequence's at once).
 
     Shapes:
         log_probs [..., C] -> one-hot [..., C]
     """
     classes = log_probs.shape[-1]
-    probs = log_probs.exp()
-    if generator is None:
-        index = log_probs.argmax(-1, keepdim=True)
-    else:
+    if probs is None:
+        probs = log_probs.exp()
+    if uniform is None and generator is not None:
         uniform = torch.rand((*log_probs.shape[:-1], 1), generator=generator, device=log_probs.device,
                              dtype=log_probs.dtype)
+    if uniform is None:
+        index = log_probs.argmax(-1, keepdim=True)
+    else:
         # the count of cumulative probabilities below u is the drawn class; rounding can leave the
         # last cumulative value under 1, hence the clamp
         index = (probs.detach().cumsum(-1) < uniform).sum(-1, keepdim=True).clamp_max(classes - 1)
     one_hot = torch.zeros_like(log_probs).scatter_(-1, index, 1.0)
-    if log_probs.requires_grad:
+    if probs.requires_grad:
         one_hot = one_hot + (probs - probs.detach())  # exactly one-hot values, gradients of probs
     return one_hot
 

@@ -10,14 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from worldmodels.dreamer_nets import sample_one_hot, unimix_log_probs
+from worldmodels.dreamer_nets import sample_one_hot, unimix_probs
 from worldmodels.utils import check_rank
 
 
 class LayerNormGRUCell(nn.Module):
-    """DreamerV3's GRU: one fused linear for the three gates, LayerNorm, update bias -1.
+    """DreamerV3's GRU: one fused linear for the three gates, LayerNorm, update-gate bias -1.
+
+    Gates are ordered [reset, update, candidate] so that one sigmoid covers both gates,
+    and the update gate's constant -1 is the initial value of its LayerNorm bias (the
+    same family of functions as a learnable bias plus a constant, one op less per step).
 
     Shapes:
         x [B, I], h [B, D] -> h' [B, D]
@@ -25,15 +30,25 @@ class LayerNormGRUCell(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int) -> None:
         super().__init__()
+        self.hidden_dim = hidden_dim
         self.linear = nn.Linear(input_dim + hidden_dim, 3 * hidden_dim, bias=False)
         self.norm = nn.LayerNorm(3 * hidden_dim, eps=1e-3)
+        with torch.no_grad():
+            self.norm.bias[hidden_dim:2 * hidden_dim] = -1.0
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         parts = self.norm(self.linear(torch.cat([x, h], dim=-1)))
-        reset, candidate, update = parts.chunk(3, dim=-1)
-        candidate = torch.tanh(torch.sigmoid(reset) * candidate)
-        update = torch.sigmoid(update - 1.0)
+        gates = torch.sigmoid(parts[..., :2 * self.hidden_dim])
+        reset, update = gates.chunk(2, dim=-1)
+        candidate = torch.tanh(reset * parts[..., 2 * self.hidden_dim:])
         return torch.lerp(h, candidate, update)
+
+
+def linear_plus(base: torch.Tensor, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``base + layer(x)`` for a bias-free ``layer``, as one fused ``addmm`` on 2-D inputs."""
+    if x.dim() == 2 and base.dim() == 2 and x.shape[0] == base.shape[0]:
+        return torch.addmm(base, x, layer.weight.t())
+    return base + layer(x)
 
 
 @dataclass
@@ -84,8 +99,11 @@ class RSSM(nn.Module):
         self.stoch_dim = stoch * classes
         self.feature_dim = deter + self.stoch_dim
         self.action_dim = action_dim
-        self.img_in = nn.Sequential(nn.Linear(self.stoch_dim + action_dim, units, bias=False),
-                                    nn.LayerNorm(units, eps=1e-3), nn.SiLU())
+        # The input layer on cat(stoch, action), split so that the action half can be computed
+        # for a whole sequence at once, outside the recurrent loop.
+        self.img_in_stoch = nn.Linear(self.stoch_dim, units, bias=False)
+        self.img_in_action = nn.Linear(action_dim, units, bias=False)
+        self.img_in_norm = nn.LayerNorm(units, eps=1e-3)
         self.gru = LayerNormGRUCell(units, deter)
         self.prior_net = nn.Sequential(nn.Linear(deter, units, bias=False), nn.LayerNorm(units, eps=1e-3),
                                        nn.SiLU(), nn.Linear(units, self.stoch_dim))
@@ -97,28 +115,37 @@ class RSSM(nn.Module):
         self.initial_deter = nn.Parameter(torch.zeros(deter))
 
     # -- single steps ---------------------------------------------------
-    def _log_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        return unimix_log_probs(logits.unflatten(-1, (self.stoch, self.classes)), self.unimix)
+    def _dist(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return unimix_probs(logits.unflatten(-1, (self.stoch, self.classes)), self.unimix)
 
-    def sample(self, log_probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """A straight-through one-hot draw (the mode when ``generator`` is None), flattened.
+    def sample(self, log_probs: torch.Tensor, generator: torch.Generator | None, *,
+               probs: torch.Tensor | None = None, uniform: torch.Tensor | None = None) -> torch.Tensor:
+        """A straight-through one-hot draw (the mode without ``generator`` or ``uniform``), flattened.
 
         Shapes:
-            log_probs [..., S, C] -> stoch [..., S*C]
+            log_probs [..., S, C], probs like it, uniform [..., S, 1] -> stoch [..., S*C]
         """
-        return sample_one_hot(log_probs, generator).flatten(-2)
+        return sample_one_hot(log_probs, generator, probs=probs, uniform=uniform).flatten(-2)
 
     def prior(self, deter: torch.Tensor) -> torch.Tensor:
         """Shapes: deter [..., D] -> log_probs [..., S, C]"""
-        return self._log_probs(self.prior_net(deter))
+        return self._dist(self.prior_net(deter))[1]
 
-    def posterior(self, deter: torch.Tensor, embed_proj: torch.Tensor) -> torch.Tensor:
-        """Shapes: deter [..., D], embed_proj [..., units] (``post_embed(embed)``) -> log_probs [..., S, C]"""
-        return self._log_probs(self.post_net(self.post_deter(deter) + embed_proj))
+    def posterior(self, deter: torch.Tensor, embed_proj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shapes: deter [..., D], embed_proj [..., units] (``post_embed(embed)``) -> probs, log_probs [..., S, C]"""
+        return self._dist(self.post_net(linear_plus(embed_proj, deter, self.post_deter)))
 
-    def deter_step(self, deter: torch.Tensor, stoch: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Shapes: deter [B, D], stoch [B, S*C], action [B, A] -> deter' [B, D]"""
-        return self.gru(self.img_in(torch.cat([stoch, action], dim=-1)), deter)
+    def deter_step(self, deter: torch.Tensor, stoch: torch.Tensor, action: torch.Tensor | None = None, *,
+                   action_proj: torch.Tensor | None = None) -> torch.Tensor:
+        """The GRU step; ``action_proj`` (``img_in_action(action)``) may replace ``action``.
+
+        Shapes:
+            deter [B, D], stoch [B, S*C], action [B, A] or action_proj [B, units] -> deter' [B, D]
+        """
+        if action_proj is None:
+            action_proj = self.img_in_action(action)
+        x = F.silu(self.img_in_norm(linear_plus(action_proj, stoch, self.img_in_stoch)))
+        return self.gru(x, deter)
 
     def initial(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The learned initial state: tanh of a parameter and the mode of its prior.
@@ -145,7 +172,8 @@ class RSSM(nn.Module):
             deter [B, D], stoch [B, S*C], action [B, A] -> deter' [B, D], stoch' [B, S*C]
         """
         deter = self.deter_step(deter, stoch, action)
-        return deter, self.sample(self.prior(deter), generator)
+        probs, log_probs = self._dist(self.prior_net(deter))
+        return deter, self.sample(log_probs, generator, probs=probs)
 
     def obs_step(self, deter: torch.Tensor, stoch: torch.Tensor, action: torch.Tensor, embed: torch.Tensor,
                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +183,8 @@ class RSSM(nn.Module):
             deter [B, D], stoch [B, S*C], action [B, A], embed [B, E] -> deter' [B, D], stoch' [B, S*C]
         """
         deter = self.deter_step(deter, stoch, action)
-        return deter, self.sample(self.posterior(deter, self.post_embed(embed)), generator)
+        probs, log_probs = self.posterior(deter, self.post_embed(embed))
+        return deter, self.sample(log_probs, generator, probs=probs)
 
     # -- sequences ------------------------------------------------------
     def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
@@ -182,14 +211,20 @@ class RSSM(nn.Module):
             raise ValueError(f"observe: first_embed has {first_embed.shape[0]} rows for "
                              f"{first_t.shape[0]} True entries of is_first")
         first_deter = self.first_deter()
-        first_post = self.posterior(first_deter, self.post_embed(first_embed))
-        first_stoch = self.sample(first_post, generator)
+        first_probs, first_post = self.posterior(first_deter, self.post_embed(first_embed))
+        first_stoch = self.sample(first_post, generator, probs=first_probs)
         first_stoch_grid = first_stoch.new_zeros(steps, batch, self.stoch_dim).index_put(
             (first_t, first_b), first_stoch)
         any_first = first_mask.any(1).tolist()
         first_deter_rows = first_deter.expand(batch, -1)
 
+        # Everything that does not depend on the recurrence is computed for all steps at once.
         embed_proj = self.post_embed(embed)
+        action_proj = self.img_in_action(action)
+        uniform = None
+        if generator is not None:
+            uniform = torch.rand((steps, batch, self.stoch, 1), generator=generator, device=embed.device,
+                                 dtype=embed.dtype)
         deters, stochs, posts = [], [], []
         deter, stoch = first_deter_rows, first_stoch_grid[0]
         for t in range(steps):
@@ -197,9 +232,9 @@ class RSSM(nn.Module):
                 mask = first_mask[t].unsqueeze(-1)
                 deter = torch.where(mask, first_deter_rows, deter)
                 stoch = torch.where(mask, first_stoch_grid[t], stoch)
-            deter = self.deter_step(deter, stoch, action[t])
-            post = self.posterior(deter, embed_proj[t])
-            stoch = self.sample(post, generator)
+            deter = self.deter_step(deter, stoch, action_proj=action_proj[t])
+            probs, post = self.posterior(deter, embed_proj[t])
+            stoch = self.sample(post, None, probs=probs, uniform=None if uniform is None else uniform[t])
             deters.append(deter)
             stochs.append(stoch)
             posts.append(post)

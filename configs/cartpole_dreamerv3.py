@@ -2,7 +2,7 @@
 discrete benchmark. Target: eval return >= 450 by 20,000 env steps on a 2-core CPU.
 
 Against DreamerV3's defaults: the CPU size preset ``XXS`` (``world_model.size="S"`` is
-the paper's small model) and imagination from 256 of the batch's 1,024 posterior
+the paper's small model) and imagination from 128 of the batch's 1,024 posterior
 states per update. One world-model gradient step and one actor-critic update per two
 env steps (``replay_ratio`` = ``updates_per_step`` = 0.5).
 """
@@ -16,9 +16,9 @@ config = dict(
     buffer=dict(type="replay", capacity=100_000),
     world_model=dict(type="dreamerv3", size="XXS", batch_size=16, sequence_length=64, replay_ratio=0.5,
                      learning_starts=1024, pretrain_steps=100),
-    policy=dict(type="dreamer", horizon=15, imagine_starts=256),
+    policy=dict(type="dreamer", horizon=15, imagine_starts=128),
     learner=dict(batch_size=16, updates_per_step=0.5),
-    evaluator=dict(eval_freq=2000, n_episodes=5),
+    evaluator=dict(eval_freq=1000, n_episodes=5),
 )
 
 presets = dict(

@@ -35,6 +35,7 @@ from worldmodels.dreamer_nets import (
     VectorEncoder,
     categorical_kl,
     norm_mlp,
+    symexp,
 )
 from worldmodels.rssm import RSSM, Observed
 from worldmodels.utils import check_rank, frozen, seeded_init
@@ -405,6 +406,44 @@ class DreamerV3WorldModel(DreamWorldModel):
             stoch = torch.where(mask, init_stoch, stoch)
             prev_action = torch.where(mask, torch.zeros_like(prev_action), prev_action)
         return self.rssm.obs_step(deter, stoch, prev_action, self.encoder(obs), generator)
+
+    @torch.no_grad()
+    def open_loop(self, obs: torch.Tensor, actions: torch.Tensor, context: int = 5) -> torch.Tensor:
+        """What the model sees and dreams along a real episode: the decoded state of each step,
+        filtered from the first ``context`` observations, then imagined from the actions alone
+        (posterior and prior modes, so the result is deterministic).
+
+        Args:
+            obs: the episode's observations, ``obs[0]`` its first.
+            actions: env actions; ``actions[t]`` leads from ``obs[t]`` to ``obs[t+1]``.
+            context: observations the model filters before it only imagines (>= 1).
+
+        Shapes:
+            obs [T, *obs_shape], actions [T-1, (A)] -> predictions [T, *obs_shape]
+            (uint8 frames for image observations)
+        """
+        steps = obs.shape[0]
+        if actions.shape[0] != steps - 1:
+            raise ValueError(f"open_loop: {steps} observations need {steps - 1} actions, got {actions.shape[0]}")
+        obs = obs.to(self.device)
+        model_actions = self.actions.to_model(actions.to(self.device))
+        deter, stoch = self.initial_state(1)
+        action = deter.new_zeros(1, self.actions.dim)
+        first = torch.ones(1, dtype=torch.bool, device=self.device)
+        features = []
+        for t in range(steps):
+            if t < max(int(context), 1):
+                deter, stoch = self.filter_step(deter, stoch, action, obs[t:t + 1], first, None)
+                first = torch.zeros_like(first)
+            else:
+                deter, stoch = self.rssm.img_step(deter, stoch, action, None)
+            features.append(torch.cat([deter, stoch], dim=-1))
+            if t < steps - 1:
+                action = model_actions[t:t + 1]
+        decoded = self.decoder(torch.cat(features))
+        if self.image:
+            return ((decoded + 0.5) * 255.0).clamp(0, 255).round().to(torch.uint8)
+        return symexp(decoded)
 
     # -- state ----------------------------------------------------------
     def state_dict(self) -> dict:

@@ -234,3 +234,20 @@ def test_bad_spaces_are_named():
 
     with pytest.raises(ConfigError, match="vector or HxWxC uint8 image"):
         make(BoxObs3D)
+
+
+@pytest.mark.parametrize("spec", [VectorSpec, ImageSpec])
+def test_open_loop_predictions(spec):
+    model = make(spec, cnn_depth=4)
+    buffer = random_buffer(spec, steps=12)
+    obs = torch.as_tensor(buffer.data["obs"][:12])
+    actions = torch.as_tensor(buffer.data["action"][:11])
+    predicted = model.open_loop(obs, actions, context=4)
+    assert predicted.shape == obs.shape and predicted.dtype == obs.dtype
+    assert torch.equal(predicted, model.open_loop(obs, actions, context=4))  # modes: deterministic
+    # after the context the observations are not looked at
+    changed = obs.clone()
+    changed[4:] = obs[4:] // 2 if spec is ImageSpec else obs[4:] + 3.0
+    assert torch.equal(model.open_loop(changed, actions, context=4), predicted)
+    with pytest.raises(ValueError, match="12 observations need 11 actions"):
+        model.open_loop(obs, actions[:5])

@@ -4,8 +4,9 @@ Three objects, one job each:
 
 - ``ProbabilisticEnsemble``: E independent MLPs run as one batched forward
   (weights are ``[E, in, out]`` tensors, ``torch.baddbmm``), each predicting a
-  diagonal Gaussian over ``[reward, next_obs - obs]`` with a soft-bounded
-  log-variance, plus an optional termination logit.
+  diagonal Gaussian over standardised ``[reward, next_obs - obs]`` with a
+  soft-bounded log-variance, plus an optional termination logit; input and
+  target normalisers fitted on data.
 - ``EnsembleTrainer``: fits an ensemble to a dataset: Gaussian NLL with the
   log-variance bound regulariser and per-layer weight decay, a holdout split,
   bootstrapped and independently shuffled batches per member, early stopping
@@ -205,7 +206,7 @@ class ProbabilisticEnsemble(nn.Module):
 
     def weight_decay_loss(self, decays: Sequence[float]) -> torch.Tensor:
         """``sum_l decay_l * ||W_l||^2 / 2`` over the layers' weights (not biases)."""
-        return sum(decay * 0.5 * layer.weight.pow(2).sum() for decay, layer in zip(decays, self.layers, strict=False))
+        return sum(decay * 0.5 * layer.weight.pow(2).sum() for decay, layer in zip(decays, self.layers, strict=True))
 
     def logvar_bound_loss(self) -> torch.Tensor:
         """Pushes the learned bounds together: ``sum(max_logvar) - sum(min_logvar)``."""
@@ -484,12 +485,12 @@ class EnsembleTrainer:
 
     @torch.no_grad()
     def _save_members(self, snapshot: list[torch.Tensor], members: torch.Tensor) -> None:
-        for saved, param in zip(snapshot, self.ensemble.member_parameters(), strict=False):
+        for saved, param in zip(snapshot, self.ensemble.member_parameters(), strict=True):
             saved[members] = param[members]
 
     @torch.no_grad()
     def _restore_members(self, snapshot: list[torch.Tensor]) -> None:
-        for saved, param in zip(snapshot, self.ensemble.member_parameters(), strict=False):
+        for saved, param in zip(snapshot, self.ensemble.member_parameters(), strict=True):
             param.copy_(saved)
 
     def _metrics(self, final: dict[str, torch.Tensor], train_nll: torch.Tensor, train_mse: torch.Tensor,

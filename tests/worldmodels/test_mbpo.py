@@ -345,7 +345,7 @@ def test_same_seed_same_numbers(buffer: ReplayBuffer) -> None:
         obs = torch.as_tensor(buffer.data["obs"][:32])
         results.append((metrics["holdout_mse"], model.step(obs, torch.zeros(32, 1))))
     assert results[0][0] == results[1][0]
-    for a, b in zip(results[0][1], results[1][1], strict=False):
+    for a, b in zip(results[0][1], results[1][1], strict=True):
         assert torch.equal(a, b)
     other = build_model(seed=4)
     assert not torch.equal(other.ensemble.layers[0].weight, build_model(seed=3).ensemble.layers[0].weight)
@@ -384,7 +384,7 @@ def test_state_dict_round_trip(buffer: ReplayBuffer) -> None:
     copy = build_model(seed=9)
     copy.load_state_dict(model.state_dict())
     obs = torch.as_tensor(buffer.data["obs"][:16])
-    for a, b in zip(model.step(obs, torch.ones(16, 1)), copy.step(obs, torch.ones(16, 1)), strict=False):
+    for a, b in zip(model.step(obs, torch.ones(16, 1)), copy.step(obs, torch.ones(16, 1)), strict=True):
         assert torch.equal(a, b)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -34,29 +34,49 @@ class UpdateGuard:
         self.max_consecutive = int(max_consecutive)
         self.skipped = 0
         self.consecutive: dict[str, int] = {}
+        self.last_grad_norm = float("nan")
 
     def step(self, name: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
              params: Iterable[torch.Tensor] | None = None, max_grad_norm: float | None = None) -> bool:
-        """Zero the gradients, backpropagate ``loss``, clip, step; returns False when skipped."""
-        optimizer.zero_grad(set_to_none=True)
+        """Zero the gradients, backpropagate ``loss``, clip, step; returns False when skipped.
+
+        ``last_grad_norm`` holds the gradient norm before clipping.
+        """
+        return self.step_groups(name, loss, [(optimizer, params, max_grad_norm)])
+
+    def step_groups(self, name: str, loss: torch.Tensor,
+                    groups: Sequence[tuple[torch.optim.Optimizer, Iterable[torch.Tensor] | None, float | None]]
+                    ) -> bool:
+        """One backward of ``loss``, then each (optimizer, params, max_grad_norm) group clipped
+        and stepped; nothing is stepped when the loss or any group's gradient is not finite.
+        """
+        for optimizer, _, _ in groups:
+            optimizer.zero_grad(set_to_none=True)
         if not bool(torch.isfinite(loss.detach()).all()):
-            return self._skip(name, "loss", optimizer)
+            return self._skip(name, "loss", [g[0] for g in groups])
         loss.backward()
-        if params is None:
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-        params = [p for p in params if p.grad is not None]
-        if max_grad_norm is not None and math.isfinite(max_grad_norm):
-            norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
-        if not bool(torch.isfinite(norm)):
-            return self._skip(name, "gradient", optimizer)
-        optimizer.step()
+        norms = []
+        for optimizer, params, max_grad_norm in groups:
+            if params is None:
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+            params = [p for p in params if p.grad is not None]
+            if not params:
+                norms.append(torch.zeros(()))
+            elif max_grad_norm is not None and math.isfinite(max_grad_norm):
+                norms.append(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
+            else:
+                norms.append(torch.nn.utils.get_total_norm([p.grad for p in params]))
+        self.last_grad_norm = float(torch.stack([n.float().cpu() for n in norms]).norm())
+        if not math.isfinite(self.last_grad_norm):
+            return self._skip(name, "gradient", [g[0] for g in groups])
+        for optimizer, _, _ in groups:
+            optimizer.step()
         self.consecutive[name] = 0
         return True
 
-    def _skip(self, name: str, what: str, optimizer: torch.optim.Optimizer) -> bool:
-        optimizer.zero_grad(set_to_none=True)
+    def _skip(self, name: str, what: str, optimizers: Sequence[torch.optim.Optimizer]) -> bool:
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         self.skipped += 1
         count = self.consecutive[name] = self.consecutive.get(name, 0) + 1
         if count >= self.max_consecutive:

@@ -99,3 +99,18 @@ def test_repeated_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path, cap
     err = capsys.readouterr().err
     assert "policy 'sac': 10 consecutive updates had a non-finite" in err and "critic_loss" in err
     assert list(tmp_path.glob("pendulum_sac/*/checkpoint.pt"))
+
+
+def test_groups_step_together_or_not_at_all():
+    torch.manual_seed(0)
+    first, second = nn.Linear(2, 1), nn.Linear(2, 1)
+    opt_first, opt_second = torch.optim.SGD(first.parameters(), lr=0.1), torch.optim.SGD(second.parameters(), lr=0.1)
+    guard = UpdateGuard("dreamer")
+    x = torch.ones(1, 2)
+    before = [p.clone() for p in second.parameters()]
+    bad = first(x).sum() + torch.sqrt(second(x).sum() - second(x).sum())  # second's gradient is infinite
+    assert not guard.step_groups("actor_critic_loss", bad, [(opt_first, None, 100.0), (opt_second, None, 100.0)])
+    assert all(torch.equal(a, b) for a, b in zip(before, second.parameters(), strict=True))
+    good = first(x).sum() * 1000 + second(x).sum()
+    assert guard.step_groups("actor_critic_loss", good, [(opt_first, None, 1.0), (opt_second, None, None)])
+    assert guard.last_grad_norm > 1000  # measured before clipping

@@ -280,18 +280,16 @@ class DreamerPolicy(Policy):
         actor_loss, entropy = self.actor_loss(states, actions, returns, values, weights, actor_outputs)
         critic_loss = self.critic_loss(states, critic_log_probs, returns, weights)
 
-        for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
-        (actor_loss + critic_loss).backward()
-        for name, net in (("actor", self.actor), ("critic", self.critic)):
-            nn.utils.clip_grad_norm_(net.parameters(), c.grad_clip)
-            self.optimizers[name].step()
+        # actor and critic step together, each clipped, or (non-finite loss or gradient) not at all
+        self.guard.step_groups("actor_critic_loss", actor_loss + critic_loss,
+                               [(self.optimizers["actor"], self.actor.parameters(), c.grad_clip),
+                                (self.optimizers["critic"], self.critic.parameters(), c.grad_clip)])
         self.update_slow_critic()
         self.train_iter += 1
         return {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(), "entropy": entropy.item(),
                 "imagined_return": returns.mean().item(), "imagined_reward": rewards.mean().item(),
                 "imagined_continue": continues[1:].mean().item(), "value": values.mean().item(),
-                "return_scale": self.return_norm.scale().item()}
+                "return_scale": self.return_norm.scale().item(), "nonfinite_skipped": float(self.guard.skipped)}
 
     def pick_starts(self, model: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``imagine_starts`` of the model's start states, drawn without replacement.

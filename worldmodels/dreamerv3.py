@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from easydict import EasyDict
-from torch import nn
 
 from registry import WORLD_MODEL_REGISTRY
 from worldmodels.base import ActorFn, DreamWorldModel, Metrics
@@ -262,15 +261,14 @@ class DreamerV3WorldModel(DreamWorldModel):
             is_first [T, B]
         """
         loss, metrics, observed = self.loss(batch)
-        optimizer = self.optimizers["model"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.nets.parameters(), self.cfg.grad_clip)
-        optimizer.step()
+        # a non-finite loss or gradient skips the step (counted; too many in a row stop the run)
+        self.guard.step("model_loss", loss, self.optimizers["model"], self.nets.parameters(), self.cfg.grad_clip)
+        grad_norm = self.guard.last_grad_norm
         self.gradient_steps += 1
         self.starts = observed.features.detach().flatten(0, 1)
         self.start_continues = (1.0 - batch["terminated"].float()).flatten()
         metrics["grad_norm"] = float(grad_norm)
+        metrics["nonfinite_skipped"] = float(self.guard.skipped)
         return metrics
 
     def loss(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Metrics, Observed]:

@@ -251,3 +251,13 @@ def test_open_loop_predictions(spec):
     assert torch.equal(model.open_loop(changed, actions, context=4), predicted)
     with pytest.raises(ValueError, match="12 observations need 11 actions"):
         model.open_loop(obs, actions[:5])
+
+
+def test_non_finite_world_model_loss_skips_the_step():
+    model = make()
+    batch = random_buffer(VectorSpec).sample_sequences(3, 8)
+    batch["reward"][2, 1] = float("nan")
+    before = [p.clone() for p in model.nets.parameters()]
+    metrics = model.train_step(batch)
+    assert metrics["nonfinite_skipped"] == 1.0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.nets.parameters(), strict=True))

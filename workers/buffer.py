@@ -14,7 +14,6 @@ import torch
 from registry import BUFFER_REGISTRY
 from worldmodels.config import ConfigError, merge_config
 
-FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
 STORAGES = ("memory", "disk")
 
 

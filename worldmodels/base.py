@@ -5,7 +5,6 @@ import abc
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -279,11 +278,3 @@ class HybridWorldModel(DynaWorldModel, DreamWorldModel):
 
     def policy_input(self, env_buffer: Any, img_buffer: Any, batch_size: int, train_iter: int) -> Any:
         return DynaWorldModel.policy_input(self, env_buffer, img_buffer, batch_size, train_iter)
-
-
-def space_dims(env_spec: Any) -> tuple[int, int]:
-    """Flat observation and action sizes of a Box/Discrete env spec."""
-    obs_dim = int(np.prod(env_spec.observation_space.shape))
-    space = env_spec.action_space
-    action_dim = int(space.n) if hasattr(space, "n") else int(np.prod(space.shape))
-    return obs_dim, action_dim

@@ -11,9 +11,9 @@ from typing import Any
 
 from easydict import EasyDict
 
-from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY, RegistryError, closest_match
+from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY, closest_match
 from registry.registry import import_all
-from worldmodels.config import ConfigError, check_range, deep_update, merge_config, to_plain
+from worldmodels.config import ConfigError, check_range, deep_update, merge_config
 from worldmodels.envs import VECTOR_MODES, check_env_id
 from worldmodels.utils import DEVICE_CHOICES
 
@@ -181,9 +181,5 @@ def resolve_config(raw: Mapping) -> EasyDict:
     return cfg
 
 
-def config_to_json_ready(cfg: Mapping) -> dict:
-    return to_plain(cfg)
-
-
-__all__ = ["PIPELINE_DEFAULTS", "RegistryError", "compose_config", "find_config", "load_config_file",
+__all__ = ["PIPELINE_DEFAULTS", "compose_config", "find_config", "load_config_file",
            "parse_overrides", "parse_value", "resolve_config", "shipped_config_names"]

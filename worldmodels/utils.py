@@ -63,10 +63,6 @@ def check_rank(name: str, tensor: torch.Tensor, rank: int) -> None:
         raise ValueError(f"{name} must have {rank} dimensions, got shape {tuple(tensor.shape)}")
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def generator_for(device: torch.device, seed: int) -> torch.Generator:
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))

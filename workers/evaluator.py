@@ -32,9 +32,10 @@ class Evaluator:
         return float(np.mean(returns)), float(np.std(returns)), returns
 
     @staticmethod
-    def run_episode(policy: Any, env: Any, seed: int, frames: list | None = None, env_id: str = "env"
-                    ) -> tuple[float, int]:
-        """One deterministic episode; appends rendered frames to ``frames`` when given.
+    def run_episode(policy: Any, env: Any, seed: int, frames: list | None = None, env_id: str = "env",
+                    trajectory: dict | None = None) -> tuple[float, int]:
+        """One deterministic episode; appends rendered frames to ``frames`` when given, and
+        each observation and action (lists under ``"obs"`` and ``"action"``) to ``trajectory``.
 
         Raises:
             EnvError: the env raised in ``step`` or returned a non-finite value.
@@ -46,6 +47,9 @@ class Evaluator:
             if frames is not None:
                 frames.append(env.render())
             action = policy.act(as_tensor(obs[None], policy.device))[0].cpu().numpy()
+            if trajectory is not None:
+                trajectory.setdefault("obs", []).append(obs)
+                trajectory.setdefault("action", []).append(action)
             where = f"at step {length} of an evaluation episode"
             try:
                 obs, reward, terminated, truncated, _ = env.step(action)
@@ -55,6 +59,8 @@ class Evaluator:
             total += float(reward)
             length += 1
             done = terminated or truncated
+        if trajectory is not None:
+            trajectory["obs"].append(obs)  # the final observation: one more than actions
         return total, length
 
     def close(self) -> None:

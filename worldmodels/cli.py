@@ -52,6 +52,10 @@ def _add_config_args(parser: argparse.ArgumentParser, optional: bool = False) ->
     parser.add_argument("--env-steps", type=_positive_int, default=None, help="total env steps of the run")
 
 
+DREAM_CONTEXT = 5  # observations the model filters before --dream shows it imagining
+DREAM_STEPS = 50  # steps of the episode --dream shows
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="worldmodels", description="Model-based reinforcement learning from config files.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -72,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=_positive_int, default=10, help="episodes (default 10)")
     evaluate.add_argument("--seed", type=_int, default=0, help="episode i resets with seed + i")
     evaluate.add_argument("--video", metavar="FILE", default=None, help="write the first episode as a .gif")
+    evaluate.add_argument("--dream", metavar="FILE", default=None,
+                          help=f"Dream models: the first {DREAM_STEPS} steps of the first episode beside what the "
+                               f"model predicts after seeing {DREAM_CONTEXT} of them (.gif for image observations, "
+                               ".png plot for vectors)")
 
     comp = commands.add_parser("compare", help="run configs over seeds; write a table, a CSV and plots")
     comp.add_argument("configs", nargs="+", metavar="CONFIG", help="shipped config names or .py paths")
@@ -126,6 +134,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dream_model(agent, path: str):
+    """The run's world model if it can write ``--dream FILE`` to ``path``; a UsageError otherwise."""
+    model = agent.world_model
+    if model is None or not hasattr(model, "open_loop"):
+        kind = "no world model" if model is None else f"world model '{model.cfg.type}'"
+        raise UsageError(f"--dream needs a run with a Dream world model that decodes observations "
+                         f"(e.g. 'dreamerv3'); this run has {kind}")
+    suffix = ".gif" if model.image else ".png"
+    if not path.lower().endswith(suffix):
+        what = "image observations: a .gif" if model.image else "vector observations: a .png plot"
+        raise UsageError(f"--dream for {what}; give a path ending in {suffix}, got '{path}'")
+    return model
+
+
+def write_dream(model, trajectory: dict, path: str) -> str:
+    """Decode the model's open-loop prediction of a recorded episode and write it beside the real one."""
+    import numpy as np
+    import torch
+
+    from workers.video import dream_frames, plot_dream, write_gif
+
+    steps = min(DREAM_STEPS, len(trajectory["obs"]))
+    real = np.stack(trajectory["obs"][:steps])
+    actions = torch.as_tensor(np.stack(trajectory["action"][: steps - 1]))
+    dreamed = model.open_loop(torch.as_tensor(real), actions, context=DREAM_CONTEXT).cpu().numpy()
+    if model.image:
+        frames = dream_frames(real, dreamed, DREAM_CONTEXT)
+        return f"{write_gif(frames, path, fps=10)} ({steps} frames: real left, model right)"
+    error = float(np.abs(dreamed[DREAM_CONTEXT:] - real[DREAM_CONTEXT:]).mean()) if steps > DREAM_CONTEXT else 0.0
+    return f"{plot_dream(real, dreamed, DREAM_CONTEXT, path)} ({steps} steps; imagined steps off by {error:.3f} " \
+           "on average per observation value)"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -137,13 +178,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.video is not None and not args.video.lower().endswith(".gif"):
         raise UsageError(f"--video writes a GIF: give a path ending in .gif, got '{args.video}'")
     agent = load_agent(args.run)
+    dream_model = _dream_model(agent, args.dream) if args.dream is not None else None
     env = make_env(agent.config.env, render_mode="rgb_array" if args.video else None)
-    returns, frames = [], []
+    returns, frames, trajectory = [], [], {}
     try:
         for episode in range(args.episodes):
-            record = frames if args.video and episode == 0 else None
-            total, _ = Evaluator.run_episode(agent.policy, env, args.seed + episode, frames=record,
-                                             env_id=agent.config.env.id)
+            first = episode == 0
+            total, _ = Evaluator.run_episode(agent.policy, env, args.seed + episode,
+                                             frames=frames if args.video and first else None,
+                                             env_id=agent.config.env.id,
+                                             trajectory=trajectory if dream_model is not None and first else None)
             returns.append(total)
     finally:
         env.close()
@@ -151,6 +195,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"(min {np.min(returns):.1f}, max {np.max(returns):.1f})")
     if args.video:
         print(f"video: {write_gif(frames, args.video)} ({len(frames)} frames)")
+    if dream_model is not None:
+        print(f"dream: {write_dream(dream_model, trajectory, args.dream)}")
     return 0
 
 

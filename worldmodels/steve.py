@@ -73,7 +73,7 @@ class SteveWorldModel(MbpoWorldModel, HybridWorldModel):
         "type": "steve",
         "expansion": "steve",  # steve: inverse-variance mix of horizons 0..H | mve: horizon H, member mean
         "expansion_horizon": 3,  # imagined steps H beyond the real transition
-        "expansion_members": None,  # members used for expansion (None: the elites)
+        "expansion_members": None,  # the N best elites expand targets (None: every elite)
         "expansion_deterministic": True,  # expand with each member's mean prediction
     }
 
@@ -84,13 +84,11 @@ class SteveWorldModel(MbpoWorldModel, HybridWorldModel):
             raise ConfigError(f"world_model.expansion must be one of {', '.join(EXPANSIONS)}, got {c.expansion!r}")
         check_range(c, "expansion_horizon", 0, prefix="world_model")
         if c.expansion_members is not None:
-            check_range(c, "expansion_members", 1, c.ensemble_size, prefix="world_model")
+            check_range(c, "expansion_members", 1, c.elite_size, prefix="world_model")
 
     def expansion_members(self) -> torch.Tensor:
-        """Indices of the members that expand targets: the elites, or the first N by holdout rank."""
-        if self.cfg.expansion_members is None:
-            return self.ensemble.elites
-        return torch.arange(self.cfg.expansion_members, device=self.device)
+        """Indices of the members that expand targets: the elites, or the N best of them by holdout score."""
+        return self.ensemble.elites[: self.cfg.expansion_members]
 
     @torch.no_grad()
     def imagine_members(self, start: torch.Tensor, value_fn: ValueFn, horizon: int
@@ -124,6 +122,9 @@ class SteveWorldModel(MbpoWorldModel, HybridWorldModel):
             rewards.append(mean[..., 0])
             dones.append(done.to(mean.dtype))
             state = next_state
+        if horizon == 0:  # only the one-step target: no imagined step
+            empty = torch.zeros(0, count, batch, device=self.device)
+            return torch.stack(values), empty, empty.clone()
         return torch.stack(values), torch.stack(rewards), torch.stack(dones)
 
     @torch.no_grad()

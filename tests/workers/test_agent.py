@@ -47,3 +47,43 @@ def test_eval_command_prints_returns_and_writes_a_gif(trained, tmp_path, capsys)
 def test_load_agent_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not a run directory"):
         load_agent(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def dream_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dream_runs")
+    runs = {}
+    for name in ("pendulum_pixels_dreamerv3", "pendulum_dreamerv3"):
+        cfg = compose_config(name, "debug", env_steps=120)
+        runs[name] = SerialPipeline(cfg, out_dir=out, show_progress=False).run()["run_dir"]
+    return runs
+
+
+def test_eval_dream_writes_real_beside_imagined_frames(dream_runs, tmp_path, capsys):
+    from PIL import Image
+
+    path = tmp_path / "dream.gif"
+    assert main(["eval", dream_runs["pendulum_pixels_dreamerv3"], "--episodes", "1", "--dream", str(path)]) == 0
+    assert "dream:" in capsys.readouterr().out
+    gif = Image.open(path)
+    assert gif.n_frames == 50 and gif.size == (2 * 4 * 64 + 4, 4 * 64 + 6)
+    gif.seek(0)
+    first = np.asarray(gif.convert("RGB"))
+    gif.seek(10)
+    later = np.asarray(gif.convert("RGB"))
+    assert tuple(first[1, -1]) == (40, 170, 60) and tuple(later[1, -1]) == (200, 40, 40)  # seeing, then imagining
+
+
+def test_eval_dream_plots_vector_observations(dream_runs, tmp_path, capsys):
+    path = tmp_path / "dream.png"
+    assert main(["eval", dream_runs["pendulum_dreamerv3"], "--episodes", "1", "--dream", str(path)]) == 0
+    assert "imagined steps off by" in capsys.readouterr().out
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_dream_errors_name_the_problem(trained, dream_runs, tmp_path, capsys):
+    assert main(["eval", trained[1], "--dream", str(tmp_path / "d.gif")]) == 2
+    assert "--dream needs a run with a Dream world model" in capsys.readouterr().err
+    assert main(["eval", dream_runs["pendulum_pixels_dreamerv3"], "--dream", str(tmp_path / "d.png")]) == 2
+    assert "give a path ending in .gif" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

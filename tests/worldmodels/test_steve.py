@@ -80,7 +80,16 @@ def test_bad_steve_config():
     with pytest.raises(ConfigError, match="expansion must be one of"):
         make_model(expansion="nope")
     with pytest.raises(ConfigError, match="expansion_members"):
-        make_model(expansion_members=9)
+        make_model(expansion_members=4)  # more than the 3 elites
+
+
+def test_expansion_members_are_the_best_elites():
+    model = make_model(expansion_members=2)
+    model.ensemble.elites.copy_(torch.tensor([3, 0, 2]))  # elites in holdout order, best first
+    assert model.expansion_members().tolist() == [3, 0]
+    every = make_model()
+    every.ensemble.elites.copy_(torch.tensor([1, 3, 0]))
+    assert every.expansion_members().tolist() == [1, 3, 0]
 
 
 def test_mbsac_needs_an_expanding_world_model_and_falls_back_before_training():
@@ -96,3 +105,15 @@ def test_mbsac_needs_an_expanding_world_model_and_falls_back_before_training():
     expanded = policy.critic_target_value(data)
     assert expanded.shape == (6,) and not torch.equal(expanded, sac.critic_target_value(data))
     assert "expansion_mean_horizon" in policy.learn(data)
+
+
+@pytest.mark.parametrize("expansion", ["steve", "mve"])
+def test_horizon_zero_is_the_one_step_target(expansion):
+    model = make_model(expansion=expansion, expansion_horizon=0)
+    model.ensemble.trained.fill_(True)
+    data = batch()
+    values, rewards, dones = model.imagine_members(data["next_obs"], value_fn, 0)
+    assert values.shape == (1, 3, 2, 6) and rewards.shape == (0, 3, 6) and dones.shape == (0, 3, 6)
+    target, info = model.expand_targets(data, value_fn, gamma=0.9)
+    one_step = data["reward"] + 0.9 * value_fn(data["next_obs"])[1].min(0).values
+    assert torch.allclose(target, one_step) and info["expansion_mean_horizon"] == 0.0

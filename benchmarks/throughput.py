@@ -6,7 +6,9 @@ Runs the real serial pipeline (collection, world-model training, imagination,
 policy updates, evaluation) and reports rates after the collector's random
 warm-up, a breakdown of wall-clock by component, and peak resident memory.
 For an ``mbpo`` world model it also reports ensemble training samples/s and
-imagined transitions/s.
+imagined transitions/s; for ``dreamerv3``, world-model gradient steps/s,
+imagined steps/s and the breakdown of a training step
+(``dreamer_throughput.py``).
 """
 from __future__ import annotations
 
@@ -116,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         print("  mbpo world model:")
         for key, value in mbpo_throughput(cfg).items():
             print(f"    {key:<40} {value:12.1f}")
+    if cfg.world_model is not None and cfg.world_model.type == "dreamerv3":
+        from dreamer_throughput import dreamer_throughput
+
+        print("  dreamerv3 world model and dreamer policy:")
+        for key, value in dreamer_throughput(cfg).items():
+            print(f"    {key:<40} {value:12.3f}")
     return 0
 
 

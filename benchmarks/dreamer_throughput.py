@@ -23,25 +23,8 @@ import torch
 from torch import nn
 
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
-from workers.buffer import ReplayBuffer
-from workers.pipeline import space_storage
+from workers.buffer import ReplayBuffer, random_buffer
 from worldmodels.envs import make_env
-
-
-def random_buffer(env: Any, steps: int, seed: int) -> ReplayBuffer:
-    """A one-slot buffer of ``steps`` random-action transitions of ``env``."""
-    obs_shape, obs_dtype = space_storage(env.observation_space)
-    action_shape, action_dtype = space_storage(env.action_space)
-    buffer = ReplayBuffer(steps, obs_shape, action_shape, obs_dtype=obs_dtype, action_dtype=action_dtype, seed=seed)
-    env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    for _ in range(steps):
-        action = env.action_space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.push(obs[None], np.asarray(action)[None], np.array([reward]), next_obs[None], np.array([terminated]),
-                    np.array([truncated]))
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    return buffer
 
 
 def _sync(device: torch.device) -> None:

@@ -15,27 +15,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
-from workers.buffer import ReplayBuffer
+from workers.buffer import ReplayBuffer, random_buffer
 from worldmodels.envs import make_env
-
-
-def random_buffer(env: Any, steps: int, seed: int) -> ReplayBuffer:
-    """A buffer of ``steps`` random-action transitions of ``env``."""
-    obs_shape, action_shape = env.observation_space.shape, env.action_space.shape
-    buffer = ReplayBuffer(steps, obs_shape, action_shape, seed=seed)
-    env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    for _ in range(steps):
-        action = env.action_space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.push(obs[None], action[None], np.array([reward]), next_obs[None], np.array([terminated]),
-                    np.array([truncated]))
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    return buffer
 
 
 def peak_rss_mb() -> float:

@@ -291,3 +291,29 @@ def merge_replay_config(cfg: Mapping | None, prefix: str = "buffer") -> Any:
 
 
 make_replay_buffer.merge_config = merge_replay_config  # lets configs resolve like other components
+
+
+def space_storage(space: Any) -> tuple[tuple, Any]:
+    """Per-transition shape and numpy dtype used to store values of a gymnasium space."""
+    if hasattr(space, "n"):
+        return (), np.int64
+    dtype = np.uint8 if space.dtype == np.uint8 else np.float32
+    return tuple(space.shape), dtype
+
+
+def random_buffer(env: Any, steps: int, seed: int = 0, capacity: int | None = None) -> ReplayBuffer:
+    """A one-slot buffer holding ``steps`` transitions of ``env`` under uniformly random actions
+    (benchmarks and tests train models on it)."""
+    obs_shape, obs_dtype = space_storage(env.observation_space)
+    action_shape, action_dtype = space_storage(env.action_space)
+    buffer = ReplayBuffer(capacity or steps, obs_shape, action_shape, obs_dtype=obs_dtype, action_dtype=action_dtype,
+                          seed=seed)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(steps):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.push(obs[None], np.asarray(action)[None], np.array([reward]), next_obs[None], np.array([terminated]),
+                    np.array([truncated]))
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    return buffer

@@ -10,10 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY
+from workers.buffer import space_storage
 from workers.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from workers.collector import SerialCollector
 from workers.evaluator import Evaluator
@@ -24,14 +24,6 @@ from worldmodels.config import ConfigError, to_plain
 from worldmodels.envs import EnvError
 from worldmodels.experiment import resolve_config
 from worldmodels.guards import NonFiniteError
-
-
-def space_storage(space: Any) -> tuple[tuple, Any]:
-    """Per-transition shape and numpy dtype used to store values of a gymnasium space."""
-    if hasattr(space, "n"):
-        return (), np.int64
-    dtype = np.uint8 if space.dtype == np.uint8 else np.float32
-    return tuple(space.shape), dtype
 
 
 def make_run_dir(out_dir: str | Path, exp_name: str, seed: int) -> Path:

@@ -35,7 +35,7 @@ from registry import WORLD_MODEL_REGISTRY
 from worldmodels.base import DynaWorldModel, Metrics
 from worldmodels.config import ConfigError
 from worldmodels.nets import activation
-from worldmodels.termination import TerminationFn, termination_fn
+from worldmodels.termination import TerminationFn, never_done, termination_fn
 from worldmodels.utils import check_rank
 
 TERMINATION_MODES = ("auto", "registry", "learned", "none")
@@ -596,7 +596,7 @@ class MbpoWorldModel(DynaWorldModel):
         """The registered function, or None where the learned head decides."""
         mode, env_id = self.cfg.termination, self.cfg.env_id
         if mode == "none":
-            return _never_done
+            return never_done
         if mode == "learned":
             return None
         found = termination_fn(env_id)
@@ -727,6 +727,3 @@ class MbpoWorldModel(DynaWorldModel):
             done = logit > 0
         return reward, next_obs, done.to(torch.bool)
 
-
-def _never_done(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(next_obs.shape[0], dtype=torch.bool, device=next_obs.device)

@@ -37,6 +37,15 @@ def register_termination(env_name: str) -> Callable[[TerminationFn], Termination
     return ENV_REGISTRY.register(PREFIX + env_name)
 
 
+def never_done(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """No transition terminates (episodes end only at the time limit).
+
+    Shapes:
+        next_obs: [B, O] -> done [B] (bool)
+    """
+    return torch.zeros(next_obs.shape[0], dtype=torch.bool, device=next_obs.device)
+
+
 @register_termination("Pendulum")
 def pendulum(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
     """Never terminates (only the time limit ends an episode).
@@ -45,7 +54,7 @@ def pendulum(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) ->
         obs: [B, 3]; action: [B, 1]; next_obs: [B, 3] -> done [B] (bool)
     """
     _check(obs, action, next_obs)
-    return torch.zeros(next_obs.shape[0], dtype=torch.bool, device=next_obs.device)
+    return never_done(obs, action, next_obs)
 
 
 @register_termination("HalfCheetah")
@@ -56,7 +65,7 @@ def half_cheetah(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
         obs: [B, 17]; action: [B, 6]; next_obs: [B, 17] -> done [B] (bool)
     """
     _check(obs, action, next_obs)
-    return torch.zeros(next_obs.shape[0], dtype=torch.bool, device=next_obs.device)
+    return never_done(obs, action, next_obs)
 
 
 @register_termination("InvertedPendulum")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from registry import WORLD_MODEL_REGISTRY
-from workers.buffer import ReplayBuffer
+from workers.buffer import ReplayBuffer, random_buffer
 from worldmodels import termination
 from worldmodels.config import ConfigError
 from worldmodels.mbpo import (
@@ -49,15 +49,7 @@ def trainer_for(ensemble: ProbabilisticEnsemble, seed: int = 0, **kwargs) -> Ens
 
 def pendulum_buffer(steps: int = 600, seed: int = 0) -> ReplayBuffer:
     env = gym.make("Pendulum-v1")
-    env.action_space.seed(seed)
-    buffer = ReplayBuffer(10_000, (3,), (1,), seed=seed)
-    obs, _ = env.reset(seed=seed)
-    for _ in range(steps):
-        action = env.action_space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.push(obs[None], action[None], np.array([reward]), next_obs[None], np.array([terminated]),
-                    np.array([truncated]))
-        obs = env.reset()[0] if terminated or truncated else next_obs
+    buffer = random_buffer(env, steps, seed, capacity=10_000)
     env.close()
     return buffer
 

@@ -15,7 +15,8 @@ config = dict(
     world_model=dict(
         type="steve",
         expansion="steve",
-        expansion_horizon=3,
+        expansion_horizon=2,
+        expansion_members=3,  # as pendulum_steve: the 3 best elites expand targets
         train_freq=250,
         eval_freq=250,
         max_epochs=50,
@@ -36,6 +37,7 @@ presets = dict(
         env=dict(max_episode_steps=100),
         collector=dict(warmup_steps=200),
         world_model=dict(ensemble_size=3, elite_size=2, hidden_sizes=[32, 32], expansion_horizon=2,
+                         expansion_members=2,
                          weight_decays=[2.5e-5, 5e-5, 1e-4], train_freq=100, rollout_freq=100,
                          rollout_batch_size=64, max_epochs=3, eval_freq=100),
         policy=dict(hidden_sizes=[32, 32]),

@@ -186,6 +186,19 @@ def steps_to_threshold(rows: Sequence[dict], threshold: float | None) -> float |
     return None
 
 
+def threshold_label(reached: Sequence[float | None], threshold: float | None) -> str:
+    """Median env steps to the threshold over seeds, a seed that never reached it counting as
+    later than any that did (so the median exists while at least half reached it)."""
+    if threshold is None:
+        return "n/a (no threshold)"
+    missing = sum(steps is None for steps in reached)
+    median = statistics.median(math.inf if steps is None else steps for steps in reached)
+    if math.isinf(median):
+        return f"not reached by {missing} of {len(reached)} (≥ {threshold:g})"
+    never = f"; {missing} of {len(reached)} never" if missing else ""
+    return f"{_fmt(median, 0)} (≥ {threshold:g}{never})"
+
+
 def write_outputs(out: Path, names: Sequence[str], results: Sequence[dict], wall_time: float) -> None:
     """``results.csv``, ``summary.md``, ``curves.png`` and ``wallclock.png`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -218,11 +231,7 @@ def summary_markdown(names: Sequence[str], results: Sequence[dict], wall_time: f
             continue
         finals = [r["rows"][-1]["eval_return_mean"] for r in done]
         threshold = THRESHOLDS.get(env_base_name(done[0]["env_id"]))
-        reached = [steps_to_threshold(r["rows"], threshold) for r in done]
-        steps = None if threshold is None or None in reached else statistics.median(reached)
-        label = "n/a (no threshold)" if threshold is None else (
-            f"{_fmt(steps, 0)} (≥ {threshold:g})" if steps is not None
-            else f"not reached by {sum(s is None for s in reached)} of {len(done)} (≥ {threshold:g})")
+        label = threshold_label([steps_to_threshold(r["rows"], threshold) for r in done], threshold)
         walls = [r["wall_time"] for r in done]
         rate = statistics.mean(r["env_steps"] / max(r["wall_time"], 1e-9) for r in done)
         std = statistics.pstdev(finals) if len(finals) > 1 else 0.0
@@ -232,7 +241,9 @@ def summary_markdown(names: Sequence[str], results: Sequence[dict], wall_time: f
     text = "\n".join(lines) + "\n"
     if errors:
         text += "\nFailed runs:\n\n" + "\n".join(errors) + "\n"
-    return text + f"\nTotal wall-clock of the comparison: {wall_time:.0f} s.\n"
+    skipped = sum(bool(r.get("skipped")) for r in results)
+    earlier = f"; {skipped} of {len(results)} runs had finished before and were read back" if skipped else ""
+    return text + f"\nWall-clock of this compare command: {wall_time:.0f} s{earlier}.\n"
 
 
 def _curve(done: Sequence[dict], x_key: str) -> tuple[list, list, list, list]:

@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from workers.compare import compare, steps_to_threshold
+from workers.compare import compare, steps_to_threshold, threshold_label
 from workers.pipeline import SerialPipeline
 from worldmodels.cli import main
 from worldmodels.config import ConfigError
@@ -59,6 +59,8 @@ def test_compare_writes_every_output_and_resumes(tmp_path, capsys):
                  "--env-steps", "300", "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("finished earlier, skipped") == 4
     assert (out / "runs/pendulum_sac/seed0/checkpoint.pt").stat().st_mtime_ns == mtime
+    assert "4 of 4 runs had finished before and were read back" in (out / "summary.md").read_text()
+    assert (out / "summary.md").read_text().split("\n")[2] == summary.split("\n")[2]  # same figures
 
 
 def test_interrupted_pair_resumes_from_its_checkpoint(tmp_path):
@@ -111,6 +113,14 @@ def test_steps_to_threshold():
             {"env_step": 2000, "eval_return_mean": -250}]
     assert steps_to_threshold(rows, -200) == 1000
     assert steps_to_threshold(rows, 0) is None and steps_to_threshold(rows, None) is None
+
+
+def test_threshold_label_counts_seeds_that_never_reach_it():
+    assert threshold_label([3000.0, 4000.0, 1000.0], -200) == "3,000 (≥ -200)"
+    assert threshold_label([3000.0, None, 4000.0], -200) == "4,000 (≥ -200; 1 of 3 never)"
+    assert threshold_label([3000.0, None, None], -200) == "not reached by 2 of 3 (≥ -200)"
+    assert threshold_label([1000.0, None], -200) == "not reached by 1 of 2 (≥ -200)"
+    assert threshold_label([1000.0], None) == "n/a (no threshold)"
 
 
 def test_ray_backend_on_a_local_instance(tmp_path):

@@ -1,6 +1,10 @@
-"""The README's plugin example works as written."""
+"""The README's plugin example works as written, and the files it links to are in the repository."""
 import re
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from worldmodels.cli import main
 
@@ -18,3 +22,18 @@ def test_readme_plugin_world_model_trains(tmp_path, capsys, monkeypatch):
     assert "final eval return" in capsys.readouterr().out
     (progress,) = (tmp_path / "runs").glob("pendulum_sac/*/progress.csv")
     assert "world_model/loss" in progress.read_text().splitlines()[0]
+
+
+def test_readme_links_point_at_committed_files():
+    root = README.parent
+    links = [target for target in re.findall(r"\]\(([\w./-]+)\)", README.read_text()) if "://" not in target]
+    assert links, "the README links to its comparison outputs"
+    for target in links:
+        assert (root / target).exists(), f"README links to '{target}', which does not exist"
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout: existence checked only")
+    tracked = subprocess.run(["git", "ls-files", "--", *links], cwd=root, capture_output=True, text=True, check=True)
+    listed = tracked.stdout.splitlines()
+    for target in links:
+        assert any(path == target or path.startswith(target.rstrip("/") + "/") for path in listed), \
+            f"README links to '{target}', which git does not track"

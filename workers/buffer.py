@@ -302,12 +302,12 @@ def space_storage(space: Any) -> tuple[tuple, Any]:
 
 
 def random_buffer(env: Any, steps: int, seed: int = 0, capacity: int | None = None) -> ReplayBuffer:
-    """A one-slot buffer holding ``steps`` transitions of ``env`` under uniformly random actions
-    (benchmarks and tests train models on it)."""
+    """A buffer of ``steps`` transitions of one ``env`` under uniformly random actions (benchmarks
+    and tests train models on it); ``capacity`` defaults to ``steps`` (a smaller one keeps the newest)."""
     obs_shape, obs_dtype = space_storage(env.observation_space)
     action_shape, action_dtype = space_storage(env.action_space)
-    buffer = ReplayBuffer(capacity or steps, obs_shape, action_shape, obs_dtype=obs_dtype, action_dtype=action_dtype,
-                          seed=seed)
+    buffer = ReplayBuffer(steps if capacity is None else capacity, obs_shape, action_shape, obs_dtype=obs_dtype,
+                          action_dtype=action_dtype, seed=seed)
     env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)
     for _ in range(steps):

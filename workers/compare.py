@@ -187,16 +187,17 @@ def steps_to_threshold(rows: Sequence[dict], threshold: float | None) -> float |
 
 
 def threshold_label(reached: Sequence[float | None], threshold: float | None) -> str:
-    """Median env steps to the threshold over seeds, a seed that never reached it counting as
-    later than any that did (so the median exists while at least half reached it)."""
+    """Median env steps to the threshold over seeds, a seed that did not reach it within its
+    budget counting as later than any that did (so the median exists while more than half
+    reached it)."""
     if threshold is None:
         return "n/a (no threshold)"
     missing = sum(steps is None for steps in reached)
     median = statistics.median(math.inf if steps is None else steps for steps in reached)
     if math.isinf(median):
         return f"not reached by {missing} of {len(reached)} (≥ {threshold:g})"
-    never = f"; {missing} of {len(reached)} never" if missing else ""
-    return f"{_fmt(median, 0)} (≥ {threshold:g}{never})"
+    late = f"; {missing} of {len(reached)} not within the budget" if missing else ""
+    return f"{_fmt(median, 0)} (≥ {threshold:g}{late})"
 
 
 def write_outputs(out: Path, names: Sequence[str], results: Sequence[dict], wall_time: float) -> None:

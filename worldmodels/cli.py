@@ -162,9 +162,12 @@ def write_dream(model, trajectory: dict, path: str) -> str:
     if model.image:
         frames = dream_frames(real, dreamed, DREAM_CONTEXT)
         return f"{write_gif(frames, path, fps=10)} ({steps} frames: real left, model right)"
-    error = float(np.abs(dreamed[DREAM_CONTEXT:] - real[DREAM_CONTEXT:]).mean()) if steps > DREAM_CONTEXT else 0.0
-    return f"{plot_dream(real, dreamed, DREAM_CONTEXT, path)} ({steps} steps; imagined steps off by {error:.3f} " \
-           "on average per observation value)"
+    if steps > DREAM_CONTEXT:
+        error = float(np.abs(dreamed[DREAM_CONTEXT:] - real[DREAM_CONTEXT:]).mean())
+        detail = f"imagined steps off by {error:.3f} on average per observation value"
+    else:
+        detail = f"the episode ended within the {DREAM_CONTEXT} observed steps: no imagined steps"
+    return f"{plot_dream(real, dreamed, DREAM_CONTEXT, path)} ({steps} steps; {detail})"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

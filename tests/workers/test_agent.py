@@ -87,3 +87,12 @@ def test_eval_dream_errors_name_the_problem(trained, dream_runs, tmp_path, capsy
     assert main(["eval", dream_runs["pendulum_pixels_dreamerv3"], "--dream", str(tmp_path / "d.png")]) == 2
     assert "give a path ending in .gif" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_dream_of_an_episode_shorter_than_the_context_says_so(dream_runs, tmp_path):
+    from worldmodels.cli import write_dream
+
+    model = load_agent(dream_runs["pendulum_dreamerv3"]).world_model
+    obs = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32)
+    message = write_dream(model, {"obs": list(obs), "action": [np.zeros(1, np.float32)] * 2}, str(tmp_path / "d.png"))
+    assert "no imagined steps" in message and (tmp_path / "d.png").is_file()

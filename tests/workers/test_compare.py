@@ -117,7 +117,7 @@ def test_steps_to_threshold():
 
 def test_threshold_label_counts_seeds_that_never_reach_it():
     assert threshold_label([3000.0, 4000.0, 1000.0], -200) == "3,000 (≥ -200)"
-    assert threshold_label([3000.0, None, 4000.0], -200) == "4,000 (≥ -200; 1 of 3 never)"
+    assert threshold_label([3000.0, None, 4000.0], -200) == "4,000 (≥ -200; 1 of 3 not within the budget)"
     assert threshold_label([3000.0, None, None], -200) == "not reached by 2 of 3 (≥ -200)"
     assert threshold_label([1000.0, None], -200) == "not reached by 1 of 2 (≥ -200)"
     assert threshold_label([1000.0], None) == "n/a (no threshold)"

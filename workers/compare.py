@@ -82,10 +82,11 @@ def run_pair(pair: Pair) -> dict[str, Any]:
                 raise RunFailed(summary["failure"])
             if summary["stopped_by"] is not None:
                 raise RunFailed(f"stopped by {summary['stopped_by']}")
+        rows = _progress_rows(pair.run_dir)
+        wall_time = rows[-1]["wall_time"] if rows else summary["wall_time"]
         result = {"config": pair.name, "seed": pair.seed, "settings": pair.settings, "env_id": cfg.env.id,
-                  "env_steps": summary["env_steps"], "wall_time": summary["wall_time"],
-                  "parameters": summary["parameters"], "rows": _progress_rows(pair.run_dir)}
-        result["wall_time"] = result["rows"][-1]["wall_time"] if result["rows"] else summary["wall_time"]
+                  "env_steps": summary["env_steps"], "wall_time": wall_time, "parameters": summary["parameters"],
+                  "rows": rows}
         result_path.write_text(json.dumps(result))
         return result
     except Exception as err:  # reported in the summary; the other pairs go on

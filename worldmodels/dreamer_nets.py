@@ -173,7 +173,7 @@ class VectorEncoder(nn.Module):
         self.out_dim = units
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(symlog(obs))
+        return self.net(symlog(obs.float()))  # any float dtype in (MuJoCo observations are float64)
 
 
 class VectorDecoder(nn.Module):

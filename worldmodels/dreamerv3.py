@@ -423,7 +423,7 @@ class DreamerV3WorldModel(DreamWorldModel):
         steps = obs.shape[0]
         if actions.shape[0] != steps - 1:
             raise ValueError(f"open_loop: {steps} observations need {steps - 1} actions, got {actions.shape[0]}")
-        obs = obs.to(self.device) if self.image else obs.to(self.device, torch.float32)  # e.g. float64 MuJoCo obs
+        obs = obs.to(self.device)
         model_actions = self.actions.to_model(actions.to(self.device))
         deter, stoch = self.initial_state(1)
         action = deter.new_zeros(1, self.actions.dim)

@@ -263,17 +263,32 @@ def test_optimizer_moments_reset_at_each_fit() -> None:
     assert int(next(iter(kept.optimizer.state.values()))["step"]) == 2 * steps_after_first[0]
 
 
-def test_elites_have_the_lowest_holdout_error() -> None:
-    data = regression_data()
+def hand_normalized_mse(ensemble: ProbabilisticEnsemble, data: Dataset) -> torch.Tensor:
+    """Each member's holdout MSE in standardised target units, from its forward alone. Shapes: -> [E]"""
+    with torch.no_grad():
+        mean, _, _ = ensemble(data.inputs)  # target units
+    return ((mean - data.targets) / ensemble.target_std).pow(2).mean(dim=(1, 2))
+
+
+def test_elites_are_chosen_on_the_restored_best_weights() -> None:
+    # a learning rate this high makes holdout error swing, so the best epoch differs from the last
+    data = regression_data(count=300, noise=1.0, seed=2)
     ensemble = small_ensemble(ensemble_size=5, elite_size=2)
-    trainer = trainer_for(ensemble, max_epochs=3)
+    trainer = trainer_for(ensemble, learning_rate=3e-2, max_epochs=8, max_epochs_since_update=8,
+                          improvement_threshold=0.0, min_epoch_batches=2)
     _, holdout = holdout_of(trainer, data)
     metrics = trainer.fit(data)
-    errors = trainer.evaluate(holdout)["mse"]
-    elites = ensemble.elites.tolist()
-    assert sorted(elites) == sorted(errors.argsort()[:2].tolist())
-    assert [metrics["elite_0"], metrics["elite_1"]] == [float(e) for e in elites]
-    assert metrics["holdout_mse"] == pytest.approx(float(errors[elites].mean()), rel=1e-5)
+    history = torch.stack(trainer.history)  # [epochs, E]
+    restored = hand_normalized_mse(ensemble, holdout)
+    torch.testing.assert_close(restored, history.min(dim=0).values)  # every member is back at its best epoch
+    expected = restored.argsort()[:2].tolist()
+    assert history[-1].argsort()[:2].tolist() != expected  # the last epoch would have picked others
+    assert ensemble.elites.tolist() == expected  # best first
+    assert [metrics["elite_0"], metrics["elite_1"]] == [float(e) for e in expected]
+    assert metrics["holdout_mse_normalized"] == pytest.approx(float(restored[expected].mean()), rel=1e-5)
+    with torch.no_grad():
+        target_unit_mse = (ensemble(holdout.inputs)[0] - holdout.targets).pow(2).mean(dim=(1, 2))
+    assert metrics["holdout_mse"] == pytest.approx(float(target_unit_mse[expected].mean()), rel=1e-5)
 
 
 def test_learned_termination_head() -> None:
@@ -314,19 +329,27 @@ def test_termination_source() -> None:
     assert build_model(termination="learned").ensemble.logit_dim == 1
 
 
-def test_train_step_and_eval(buffer: ReplayBuffer) -> None:
-    model = build_model()
+def elite_mse(model: MbpoWorldModel, data: Dataset) -> tuple[float, float, float]:
+    """The elites' mean squared error in target units (all dims, reward, obs deltas), computed by hand."""
+    with torch.no_grad():
+        mean, _, _ = model.ensemble(data.inputs, members=model.ensemble.elites)  # [K, N, 1 + O]
+    error = (mean - data.targets).pow(2)
+    return float(error.mean()), float(error[..., 0].mean()), float(error[..., 1:].mean())
+
+
+def test_train_and_eval_report_the_elites_errors(buffer: ReplayBuffer) -> None:
+    model = build_model(eval_samples=100)
+    data = model.dataset(buffer)
+    _, holdout = holdout_of(model.trainer, data)
     metrics = model.train(buffer, envstep=600, train_iter=0)
-    for key in ("train_nll", "train_mse_normalized", "holdout_nll", "holdout_mse", "holdout_mse_normalized", "epochs",
-                "elite_0", "elite_1"):
-        assert np.isfinite(metrics[key])
-    obs = torch.as_tensor(buffer.data["obs"][:64])
-    action = torch.as_tensor(buffer.data["action"][:64])
-    reward, next_obs, done = model.step(obs, action)
-    assert reward.shape == (64,) and next_obs.shape == (64, 3) and done.shape == (64,)
-    assert done.dtype == torch.bool and not bool(done.any())
+    assert metrics["holdout_samples"] == 120.0 and metrics["train_samples"] == 480.0
+    assert metrics["holdout_mse"] == pytest.approx(elite_mse(model, holdout)[0], rel=1e-5)
+    newest = model.dataset(buffer, np.arange(500, 600))  # eval reads the eval_samples newest rows
+    mse, reward_mse, obs_mse = elite_mse(model, newest)
     recent = model.eval(buffer, envstep=600, train_iter=0)
-    assert np.isfinite(recent["recent_mse"]) and np.isfinite(recent["recent_reward_mse"])
+    assert recent["recent_mse"] == pytest.approx(mse, rel=1e-5)
+    assert recent["recent_reward_mse"] == pytest.approx(reward_mse, rel=1e-5)
+    assert recent["recent_obs_mse"] == pytest.approx(obs_mse, rel=1e-5)
 
 
 def test_same_seed_same_numbers(buffer: ReplayBuffer) -> None:
@@ -362,12 +385,53 @@ def test_step_uses_one_elite_per_row(buffer: ReplayBuffer) -> None:
     assert not torch.allclose(sampled_reward, reward)
 
 
-def test_learned_termination_in_step(buffer: ReplayBuffer) -> None:
-    model = build_model(termination="learned", max_epochs=30)
-    metrics = model.train(buffer, envstep=600, train_iter=0)
-    assert metrics["holdout_termination_accuracy"] > 0.9  # Pendulum never terminates
-    _, _, done = model.step(torch.as_tensor(buffer.data["obs"][:16]), torch.zeros(16, 1))
-    assert done.dtype == torch.bool and done.shape == (16,)
+class InvertedPendulumSpec:
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float64)
+    action_space = gym.spaces.Box(-3.0, 3.0, (1,), np.float32)
+
+
+@pytest.fixture(scope="module")
+def terminating_buffer() -> ReplayBuffer:
+    """InvertedPendulum under random actions: about one transition in six terminates."""
+    env = gym.make("InvertedPendulum-v5")
+    buffer = random_buffer(env, 800, seed=0)
+    env.close()
+    return buffer
+
+
+def inverted_pendulum_model(**overrides) -> MbpoWorldModel:
+    cfg = dict(type="mbpo", env_id="InvertedPendulum-v5", max_epochs=30, rollout_batch_size=50, **SMALL)
+    cfg.update(overrides)
+    return WORLD_MODEL_REGISTRY.build(cfg, InvertedPendulumSpec(), None, seed=0)
+
+
+def test_registered_termination_in_step(terminating_buffer: ReplayBuffer) -> None:
+    model = inverted_pendulum_model(max_epochs=5)
+    assert model.termination_fn is termination.inverted_pendulum and model.ensemble.logit_dim == 0
+    model.train(terminating_buffer, envstep=800, train_iter=0)
+    obs = torch.as_tensor(terminating_buffer.data["obs"], dtype=torch.float32)
+    action = torch.as_tensor(terminating_buffer.data["action"])
+    _, next_obs, done = model.step(obs, action, deterministic=True)
+    assert done.dtype == torch.bool
+    assert torch.equal(done, next_obs[:, 1].abs() > 0.2)  # the pole angle of the predicted next state
+    assert 0 < int(done.sum()) < len(done)
+
+
+def test_learned_termination_in_step(terminating_buffer: ReplayBuffer) -> None:
+    model = inverted_pendulum_model(termination="learned", max_epochs=60, max_epochs_since_update=10,
+                                    learning_rate=3e-3)
+    metrics = model.train(terminating_buffer, envstep=800, train_iter=0)
+    terminated = torch.as_tensor(terminating_buffer.data["terminated"])
+    never_done_accuracy = 1.0 - float(terminated.float().mean())  # what a head that always says "go on" scores
+    assert never_done_accuracy < 0.9
+    assert metrics["holdout_termination_accuracy"] > never_done_accuracy + 0.05
+    obs = torch.as_tensor(terminating_buffer.data["obs"], dtype=torch.float32)
+    action = torch.as_tensor(terminating_buffer.data["action"])
+    _, _, done = model.step(obs, action)
+    assert done.dtype == torch.bool
+    hits = int((done & terminated).sum())
+    assert hits > 0.6 * int(terminated.sum())  # most true terminations are predicted
+    assert int((done & ~terminated).sum()) < 0.03 * len(done)  # and few false ones
 
 
 def test_state_dict_round_trip(buffer: ReplayBuffer) -> None:

@@ -55,6 +55,19 @@ def test_sequences_time_major_with_episode_starts():
     assert torch.equal(seq["is_first"][1:].bool(), expected[1:])
 
 
+def test_is_first_follows_a_truncated_step_as_well_as_a_terminated_one():
+    buffer = ReplayBuffer(20, (2,), (1,), seed=0)
+    for t in range(12):
+        obs = np.full((1, 2), t, np.float32)
+        # step 4 ends at the time limit only, step 8 terminates
+        buffer.push(obs, np.zeros((1, 1)), np.full(1, t), obs + 0.5, np.array([t == 8]), np.array([t == 4]))
+    seq = buffer.sample_sequences(4, 12)  # the whole stored run, from step 0
+    assert torch.all(seq["obs"][:, :, 0] == torch.arange(12.0).unsqueeze(1))
+    expected = torch.zeros(12)
+    expected[[0, 5, 9]] = 1.0  # the sequence start, after the truncation, after the termination
+    assert torch.equal(seq["is_first"], expected.unsqueeze(1).expand(12, 4))
+
+
 def test_sequences_do_not_cross_the_write_position():
     buffer = ReplayBuffer(20, (2,), (1,), seed=0)
     push_steps(buffer, 37, width=2)  # wrapped: steps 27..36 are stored

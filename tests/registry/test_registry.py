@@ -76,6 +76,26 @@ def test_import_names_loads_a_module(tmp_path, monkeypatch):
     assert SCHEDULE_REGISTRY.build({"type": "test_module_schedule", "import_names": ["plugin_pkg_mod"]}) == 7
 
 
+def test_import_names_may_be_one_string(tmp_path, monkeypatch):
+    (tmp_path / "plugin_single_mod.py").write_text(textwrap.dedent("""
+        from registry import SCHEDULE_REGISTRY
+        SCHEDULE_REGISTRY.register("test_single_string_schedule", lambda cfg: 11)
+    """))
+    plugin_file = tmp_path / "single_file_plugin.py"
+    plugin_file.write_text(textwrap.dedent("""
+        from registry import SCHEDULE_REGISTRY
+        SCHEDULE_REGISTRY.register("test_single_string_file_schedule", lambda cfg: 13)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert SCHEDULE_REGISTRY.build({"type": "test_single_string_schedule", "import_names": "plugin_single_mod"}) == 11
+    assert SCHEDULE_REGISTRY.build({"type": "test_single_string_file_schedule",
+                                    "import_names": str(plugin_file)}) == 13
+    assert registry_module.import_names_list("a.b") == ["a.b"]  # one name, not its characters
+    assert registry_module.import_names_list(None) == []
+    with pytest.raises(RegistryError, match="import_names must be a module name, a .py path or a list"):
+        registry_module.import_names_list(["ok", 3])
+
+
 def test_missing_import_name_is_a_registry_error():
     with pytest.raises(RegistryError, match="no_such_plugin_module"):
         POLICY_REGISTRY.build({"type": "sac", "import_names": ["no_such_plugin_module"]})

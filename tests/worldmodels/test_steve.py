@@ -60,20 +60,72 @@ def value_fn(states):
     return torch.zeros(states.shape[0], 1), values
 
 
-def test_expand_targets_shapes_and_switch():
-    model = make_model()
-    data = batch()
-    steve, info = model.expand_targets(data, value_fn, gamma=0.9)
-    assert steve.shape == (6,) and 0.0 <= info["expansion_mean_horizon"] <= 2.0
-    values, rewards, dones = model.imagine_members(data["next_obs"], value_fn, 2)
-    assert values.shape == (3, 3, 2, 6) and rewards.shape == (2, 3, 6) and dones.shape == (2, 3, 6)
-    clipped = expanded_targets(data["reward"], data["terminated"], values.min(2, keepdim=True).values,
-                               rewards, dones, 0.9)[:, :, 0]
-    mve = make_model(expansion="mve")
-    mve_target, _ = mve.expand_targets(data, value_fn, gamma=0.9)
-    assert torch.allclose(mve_target, clipped[-1].mean(0))
-    per_horizon = clipped.mean(1)
-    assert torch.all(steve >= per_horizon.min(0).values - 1e-5) and torch.all(steve <= per_horizon.max(0).values + 1e-5)
+def stub_dynamics(model, member_rewards):
+    """Make member m predict reward ``member_rewards[m]`` and an unchanged state, whatever its input."""
+    with torch.no_grad():
+        for layer in model.ensemble.layers:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        model.ensemble.layers[-1].bias[:, 0, 0] = torch.tensor(member_rewards)
+    model.ensemble.trained.fill_(True)
+
+
+def two_critics(states):
+    """Target critics that value every state at 10 and 14."""
+    values = torch.tensor([[10.0], [14.0]]).expand(2, states.shape[0])
+    return torch.zeros(states.shape[0], 1), values
+
+
+def stub_batch():
+    """Row 0 goes on after a reward of 0; row 1 terminated with a reward of 2."""
+    next_obs = torch.tensor([[0.5, -0.5, 1.0], [1.0, 0.0, 0.0]])
+    return {"obs": next_obs, "action": torch.zeros(2, 1), "reward": torch.tensor([0.0, 2.0]),
+            "next_obs": next_obs, "terminated": torch.tensor([0.0, 1.0]), "truncated": torch.zeros(2)}
+
+
+def test_steve_mixes_horizons_by_their_variance_over_members_and_critics():
+    model = make_model(ensemble_size=2, elite_size=2, expansion_horizon=1)
+    stub_dynamics(model, [1.0, 3.0])
+    # Row 0, gamma 0.5. Horizon 0: 0 + .5 * {10, 14} for either member: {5, 7, 5, 7}, variance 1;
+    # the critics' minimum gives 5. Horizon 1: member 0: .5 * 1 + .25 * {10, 14} = {3, 4}; member 1:
+    # .5 * 3 + .25 * {10, 14} = {4, 5}; over members x critics {3, 4, 4, 5}, variance 0.5; minimum
+    # per member 3 and 4, mean 3.5. Inverse-variance mix: (5 / 1 + 3.5 / .5) / (1 / 1 + 1 / .5) = 4.
+    # Row 1 terminated: every candidate is its reward 2.
+    target, info = model.expand_targets(stub_batch(), two_critics, gamma=0.5)
+    torch.testing.assert_close(target, torch.tensor([4.0, 2.0]), atol=1e-5, rtol=0)
+    # weights (1/3, 2/3) on horizons (0, 1) for row 0, (1/2, 1/2) for row 1
+    assert info["expansion_mean_horizon"] == pytest.approx((2 / 3 + 1 / 2) / 2, abs=1e-5)
+
+
+def test_mve_takes_the_last_horizon_averaged_over_members():
+    model = make_model(ensemble_size=2, elite_size=2, expansion_horizon=1, expansion="mve")
+    stub_dynamics(model, [1.0, 3.0])
+    target, info = model.expand_targets(stub_batch(), two_critics, gamma=0.5)
+    # horizon 1 with the critics' minimum: member 0: .5 + .25 * 10 = 3, member 1: 1.5 + 2.5 = 4
+    torch.testing.assert_close(target, torch.tensor([3.5, 2.0]))
+    assert info["expansion_mean_horizon"] == 1.0
+
+
+def test_imagined_members_follow_their_own_predictions():
+    model = make_model(ensemble_size=3, elite_size=2, expansion_horizon=2)
+    stub_dynamics(model, [1.0, 3.0, 5.0])
+    with torch.no_grad():
+        model.ensemble.layers[-1].bias[:, 0, 1] = torch.tensor([0.5, -1.0, 2.0])  # each member's obs[0] delta
+    model.ensemble.elites.copy_(torch.tensor([2, 0]))
+    start = torch.tensor([[1.0, 0.0, 0.0]])
+    seen = []
+
+    def value_fn(states):
+        seen.append(states.clone())
+        return torch.zeros(states.shape[0], 1), torch.stack([states[:, 0], states[:, 0] + 1.0])
+
+    values, rewards, dones = model.imagine_members(start, value_fn, 2)
+    # members 2 and 0 (the elites, in order) move obs[0] by 2 and .5 per step: 1, 3, 5 and 1, 1.5, 2
+    torch.testing.assert_close(values[:, :, 0, 0], torch.tensor([[1.0, 1.0], [3.0, 1.5], [5.0, 2.0]]))
+    torch.testing.assert_close(values[:, :, 1, 0], values[:, :, 0, 0] + 1.0)
+    torch.testing.assert_close(rewards[:, :, 0], torch.tensor([[5.0, 1.0], [5.0, 1.0]]))
+    assert not dones.any()  # Pendulum never terminates
+    assert [s.shape for s in seen] == [(2, 3)] * 3  # one call per horizon, members x batch rows
 
 
 def test_bad_steve_config():
@@ -92,19 +144,32 @@ def test_expansion_members_are_the_best_elites():
     assert every.expansion_members().tolist() == [1, 3, 0]
 
 
-def test_mbsac_needs_an_expanding_world_model_and_falls_back_before_training():
+def constant_target_critics(policy, q1, q2):
+    """The policy's target critics output ``q1`` and ``q2`` for every input."""
+    with torch.no_grad():
+        for net, value in ((policy.critic_target.q1, q1), (policy.critic_target.q2, q2)):
+            last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+            last.weight.zero_()
+            last.bias.fill_(value)
+
+
+def test_mbsac_targets_are_sac_s_until_the_model_trains_then_expanded():
     with pytest.raises(ConfigError, match="needs a world model that expands value targets"):
         POLICY_REGISTRY.build({"type": "mbsac"}, Spec())
-    model = make_model()
-    policy = POLICY_REGISTRY.build({"type": "mbsac", "hidden_sizes": [16]}, Spec(), world_model=model, seed=0)
-    sac = POLICY_REGISTRY.build({"type": "sac", "hidden_sizes": [16]}, Spec(), seed=0)
-    data = batch()
-    assert not model.trained
-    assert torch.equal(policy.critic_target_value(data), sac.critic_target_value(data))
-    model.ensemble.trained.fill_(True)
-    expanded = policy.critic_target_value(data)
-    assert expanded.shape == (6,) and not torch.equal(expanded, sac.critic_target_value(data))
-    assert "expansion_mean_horizon" in policy.learn(data)
+    model = make_model(ensemble_size=2, elite_size=2, expansion_horizon=1)
+    # alpha 1e-9: the soft values are the critics' values to within 1e-7
+    policy = POLICY_REGISTRY.build({"type": "mbsac", "hidden_sizes": [16], "gamma": 0.5, "init_alpha": 1e-9},
+                                   Spec(), world_model=model, seed=0)
+    constant_target_critics(policy, 10.0, 14.0)
+    data = stub_batch()
+    # before training: SAC's one-step target, r + gamma (1 - terminated) min(q1, q2)
+    torch.testing.assert_close(policy.critic_target_value(data), torch.tensor([5.0, 2.0]))
+    stub_dynamics(model, [1.0, 3.0])
+    # trained: the STEVE mix worked out in test_steve_mixes_horizons_by_their_variance_over_members_and_critics
+    torch.testing.assert_close(policy.critic_target_value(data), torch.tensor([4.0, 2.0]), atol=1e-5, rtol=0)
+    metrics = policy.learn(data)
+    assert metrics["q_target_mean"] == pytest.approx(3.0, abs=1e-5)
+    assert metrics["expansion_mean_horizon"] == pytest.approx((2 / 3 + 1 / 2) / 2, abs=1e-5)
 
 
 @pytest.mark.parametrize("expansion", ["steve", "mve"])

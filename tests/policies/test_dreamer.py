@@ -4,6 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from easydict import EasyDict
 
 from policies.dreamer import DreamerPolicy, ReturnNormalizer, lambda_returns
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
@@ -139,16 +140,78 @@ def test_continuous_actor_loss_backpropagates_normalised_returns():
     assert values.grad is None or values.grad.abs().sum() == 0  # the baseline carries no gradient
 
 
-def test_learn_waits_for_the_model_and_updates_the_slow_critic():
-    model, policy = build(trained=False)
+def test_learn_waits_for_the_model_and_updates_the_slow_critic_at_its_rate():
+    model, policy = build(trained=False, slow_critic_fraction=0.25)
     assert policy.learn(model) == {}
     model.train_step(random_buffer(DiscreteSpec).sample_sequences(3, 8))
     slow_before = snapshot(policy.slow_critic)
     metrics = policy.learn(model)
     assert {"actor_loss", "critic_loss", "entropy", "imagined_return", "return_scale"} <= set(metrics)
     assert policy.train_iter == 1
-    moved = [not torch.equal(a, b) for a, b in zip(slow_before, snapshot(policy.slow_critic), strict=True)]
-    assert any(moved)
+    fast_after = snapshot(policy.critic)
+    assert any(not torch.equal(a, b) for a, b in zip(slow_before, fast_after, strict=True))  # the critic moved
+    for slow, before, fast in zip(snapshot(policy.slow_critic), slow_before, fast_after, strict=True):
+        torch.testing.assert_close(slow, 0.75 * before + 0.25 * fast)  # an EMA step of rate 0.25
+
+
+class StubDreamModel:
+    """A Dream model whose imagined rollouts have known rewards and continue probabilities.
+
+    Rows: 2 imagination starts with continues (1, 0.5); the rollout moves every state by +1
+    and reports ``REWARDS`` and ``DONES`` ([H=3, B=2]) whatever the actions.
+    """
+
+    feature_dim = 4
+    sizes = EasyDict(units=8, layers=1)
+    actions = EasyDict(discrete=True, dim=2)
+    REWARDS = torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    DONES = torch.tensor([[0.2, 0.0], [0.5, 0.5], [0.0, 0.0]])
+
+    def __init__(self):
+        self.starts = torch.linspace(-1.0, 1.0, 8).reshape(2, 4)
+        self.start_continues = torch.tensor([1.0, 0.5])
+
+    def filter_step(self, *args):
+        raise AssertionError("not used while learning")
+
+    def rollout(self, start, actor_fn, envstep, horizon):
+        states, actions = [start], []
+        for _ in range(horizon + 1):
+            action, _ = actor_fn(states[-1])
+            actions.append(action)
+            states.append(states[-1] + 1.0)
+        zeros = torch.zeros(horizon + 1, start.shape[0])
+        return torch.stack(states[:-1]), torch.stack(actions), self.REWARDS, zeros, self.DONES
+
+
+def test_learn_weights_each_step_by_the_discounted_chance_of_reaching_it(monkeypatch):
+    model = StubDreamModel()
+    policy = DreamerPolicy({"horizon": 3, "gamma": 0.5, "return_lambda": 0.5, "imagine_starts": 0}, DiscreteSpec(),
+                           world_model=model)
+    seen = {}
+    actor_loss, critic_loss = policy.actor_loss, policy.critic_loss
+
+    def record_actor(states, actions, returns, values, weights, outputs=None):
+        seen.update(returns=returns, values=values, actor_weights=weights)
+        return actor_loss(states, actions, returns, values, weights, outputs)
+
+    def record_critic(states, log_probs, returns, weights):
+        seen["critic_weights"] = weights
+        return critic_loss(states, log_probs, returns, weights)
+
+    monkeypatch.setattr(policy, "actor_loss", record_actor)
+    monkeypatch.setattr(policy, "critic_loss", record_critic)
+    metrics = policy.learn(model)
+    # continues c = (start, 1 - dones): row 0 (1, .8, .5, 1), row 1 (.5, 1, .5, 1); the weight of step t
+    # is c_0 prod_{0<i<=t} gamma c_i = cumprod(gamma c)_t / gamma, for t = 0..H-1
+    expected = torch.tensor([[1.0, 0.5], [1.0 * 0.5 * 0.8, 0.5 * 0.5 * 1.0], [0.4 * 0.5 * 0.5, 0.25 * 0.5 * 0.5]])
+    torch.testing.assert_close(seen["actor_weights"], expected)
+    torch.testing.assert_close(seen["critic_weights"], expected)
+    # the fresh critic values everything at 0: R_t = r_t + gamma (1 - d_t) lambda R_(t+1), R_3 = 0
+    torch.testing.assert_close(seen["values"], torch.zeros(4, 2), atol=1e-5, rtol=0)
+    row0 = [1 + 0.5 * 0.8 * 0.5 * (2 + 0.5 * 0.5 * 0.5 * 3), 2 + 0.5 * 0.5 * 0.5 * 3, 3.0]
+    torch.testing.assert_close(seen["returns"], torch.tensor([row0, [0.0, 0.0, 0.0]]).T, atol=1e-5, rtol=0)
+    assert metrics["imagined_continue"] == pytest.approx(float((1 - StubDreamModel.DONES).mean()))
 
 
 @pytest.mark.parametrize("spec", [DiscreteSpec, ContinuousSpec])
@@ -228,8 +291,8 @@ def test_bad_policy_config_is_named():
         DreamerPolicy({}, DiscreteSpec())
 
 
-DREAMER_CONFIGS = ["cartpole_dreamerv3", "pendulum_dreamerv3", "inverted_pendulum_dreamerv3",
-                   "pendulum_pixels_dreamerv3"]
+# cartpole_dreamerv3's debug preset runs in test_same_seed_same_run_on_the_configured_schedule
+DREAMER_CONFIGS = ["pendulum_dreamerv3", "inverted_pendulum_dreamerv3", "pendulum_pixels_dreamerv3"]
 
 
 @pytest.mark.parametrize("name", DREAMER_CONFIGS)
@@ -240,12 +303,25 @@ def test_debug_preset_runs_through_the_serial_pipeline(name, tmp_path):
     assert np.isfinite(result["eval_return_mean"])
 
 
-def test_same_config_and_seed_same_run(tmp_path):
-    def progress(out):
-        result = serial_pipeline(compose_config("cartpole_dreamerv3", preset="debug"), out_dir=tmp_path / out,
-                                 show_progress=False)
+def test_same_seed_same_run_on_the_configured_schedule(tmp_path):
+    cfg = compose_config("cartpole_dreamerv3", preset="debug")
+
+    def progress(out, seed):
+        result = serial_pipeline(compose_config("cartpole_dreamerv3", preset="debug", seed=seed),
+                                 out_dir=tmp_path / out, show_progress=False)
         with open(f"{result['run_dir']}/progress.csv") as handle:
             return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(handle)]
 
-    first, second = progress("a"), progress("b")
-    assert first == second and "world_model/loss" in first[-1]
+    first, second, other_seed = progress("a", 0), progress("b", 0), progress("c", 1)
+    assert first == second
+    assert [row["world_model/loss"] for row in first] != [row["world_model/loss"] for row in other_seed]
+    # The schedule the config sets, worked out by hand: the policy updates updates_per_step times per
+    # env step after the warm-up; the model trains pretrain_steps once learning_starts steps are in,
+    # then replay_ratio steps per env step, and logs every log_every of its steps.
+    wm, warmup = cfg.world_model, cfg.collector.warmup_steps
+    assert [int(row["env_step"]) for row in first] == [0, 150, 300]
+    for row in first[1:]:
+        step = int(row["env_step"])
+        assert int(row["train_iter"]) == int(cfg.learner.updates_per_step * (step - warmup))
+        owed = wm.pretrain_steps + wm.replay_ratio * (step - wm.learning_starts)
+        assert float(row["world_model/gradient_steps"]) == wm.log_every * (owed // wm.log_every)

@@ -150,10 +150,75 @@ def test_free_nats_clip_the_kl_terms():
     assert kl.grad.tolist() == pytest.approx([0.0, 0.0, 1 / 3])  # below the free nats: no gradient
 
 
-def test_train_step_fits_a_fixed_batch_and_keeps_starts():
-    model = make(lr=1e-3)
+def only(term, **cfg):
+    """A model whose loss is the one ``term`` (scale 1), free nats 0 so every KL value counts."""
+    scales = {key: 0.0 for key in ("recon_scale", "reward_scale", "cont_scale", "dyn_scale", "rep_scale")}
+    scales[f"{term}_scale"] = 1.0
+    return make(free_nats=0.0, **scales, **cfg)
+
+
+def trained_nets(model, batch):
+    """The names of ``model.nets`` whose parameters get a non-zero gradient from ``model.loss``."""
+    model.optimizers["model"].zero_grad(set_to_none=True)
+    model.loss(batch)[0].backward()
+    return {name for name, net in model.nets.items()
+            if any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())}
+
+
+def test_each_loss_term_trains_its_own_networks():
+    batch = random_buffer(VectorSpec).sample_sequences(3, 8)
+    # the heads' losses reach the encoder and the RSSM through the features, and no other head
+    assert trained_nets(only("recon"), batch) == {"decoder", "encoder", "rssm"}
+    # (the reward head's output layer starts at zero, so no gradient passes it at first)
+    assert trained_nets(only("reward"), batch) == {"reward_head"}
+    assert trained_nets(only("cont"), batch) == {"cont_head", "encoder", "rssm"}
+    assert trained_nets(only("dyn"), batch) == {"encoder", "rssm"}
+    assert trained_nets(only("rep"), batch) == {"encoder", "rssm"}
+
+
+def leaf_log_probs(model, monkeypatch):
+    """Make ``model.rssm.observe`` return its posterior and prior log-probabilities as leaf tensors."""
+    leaves = {}
+    observe = model.rssm.observe
+
+    def observe_with_leaves(*args):
+        observed = observe(*args)
+        for name in ("post_log_probs", "prior_log_probs", "first_post_log_probs", "first_prior_log_probs"):
+            leaves[name] = getattr(observed, name).detach().requires_grad_(True)
+            setattr(observed, name, leaves[name])
+        return observed
+
+    monkeypatch.setattr(model.rssm, "observe", observe_with_leaves)
+    return leaves
+
+
+def nonzero_grad(tensor):
+    return tensor.grad is not None and bool(tensor.grad.abs().sum() > 0)
+
+
+@pytest.mark.parametrize("term, trains, stopped", [("dyn", "prior", "post"), ("rep", "post", "prior")])
+def test_kl_balance_stop_gradients(term, trains, stopped, monkeypatch):
+    """The dynamics term KL(sg(post) || prior) trains the prior only; the representation term
+    KL(post || sg(prior)) the posterior only."""
+    model = only(term)
+    leaves = leaf_log_probs(model, monkeypatch)
+    loss, metrics, _ = model.loss(random_buffer(VectorSpec).sample_sequences(3, 8))
+    loss.backward()
+    for prefix in ("", "first_"):
+        assert nonzero_grad(leaves[f"{prefix}{trains}_log_probs"])
+        assert not nonzero_grad(leaves[f"{prefix}{stopped}_log_probs"])
+    assert loss.item() == pytest.approx(metrics["kl"], rel=1e-5)  # free nats 0: the loss is the mean KL
+
+
+def test_loss_is_the_scaled_sum_of_its_terms_and_training_lowers_it():
+    model = make(lr=1e-3, free_nats=0.0, recon_scale=2.0, reward_scale=3.0, cont_scale=0.5)
     buffer = random_buffer(VectorSpec)
     batch = buffer.sample_sequences(3, 8)
+    loss, metrics, _ = model.loss(batch)
+    # with no free nats, the dynamics and representation terms both equal the mean KL
+    expected = (2.0 * metrics["recon_loss"] + 3.0 * metrics["reward_loss"] + 0.5 * metrics["cont_loss"]
+                + (0.5 + 0.1) * metrics["kl"])
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
     first = model.train_step(batch)
     for _ in range(60):
         last = model.train_step(batch)
@@ -186,30 +251,51 @@ def test_same_seed_same_numbers():
     assert losses(0) != losses(1)
 
 
-def test_image_observations_use_the_cnn():
+def test_image_observations_use_the_cnn_on_unit_pixels():
     model = make(ImageSpec, cnn_depth=4)
     assert isinstance(model.encoder, ConvEncoder) and isinstance(model.decoder, ConvDecoder)
-    buffer = random_buffer(ImageSpec, steps=30)
-    batch = buffer.sample_sequences(2, 8)
+    batch = random_buffer(ImageSpec, steps=30).sample_sequences(2, 8)
     assert batch["obs"].dtype == torch.uint8
-    metrics = model.train_step(batch)
-    assert np.isfinite(metrics["loss"]) and model.starts.shape == (16, model.feature_dim)
-    assert model.decoder(model.starts).shape == (16, 16, 16, 3)
+    seen_by_encoder = []
+    model.encoder.net[0].register_forward_pre_hook(lambda module, args: seen_by_encoder.append(args[0]))
+    loss, metrics, observed = model.loss(batch)
+    first = batch["is_first"].bool()
+    frames = torch.cat([batch["next_obs"].flatten(0, 1), batch["obs"][first]])  # every frame the loss sees
+    units = frames.float() / 255.0 - 0.5  # uint8 0..255 -> [-0.5, 0.5]
+    torch.testing.assert_close(seen_by_encoder[0], units.permute(0, 3, 1, 2))
+    features = torch.cat([observed.features.flatten(0, 1), observed.first_features])
+    with torch.no_grad():
+        recon = (model.decoder(features) - units).square().sum((1, 2, 3)).mean()
+    assert metrics["recon_loss"] == pytest.approx(recon.item(), rel=1e-5)
 
 
-def test_rollout_shapes_and_no_world_model_gradient():
+def test_rollout_follows_the_latent_dynamics_and_heads_with_no_world_model_gradient():
     model = make()
-    model.train_step(random_buffer(VectorSpec).sample_sequences(3, 8))
+    with torch.no_grad():  # a reward head that is not zero everywhere (it starts at zero)
+        model.reward_head[-1].weight.normal_(generator=torch.Generator().manual_seed(0))
     model.optimizers["model"].zero_grad(set_to_none=True)
     actor = torch.nn.Linear(model.feature_dim, 2)
 
     def actor_fn(state):
-        return torch.softmax(actor(state), -1), state.new_zeros(state.shape[0])
+        return torch.softmax(actor(state), -1), state.sum(-1)
 
-    states, actions, rewards, aug, dones = model.rollout(model.starts[:5], actor_fn, envstep=0, horizon=4)
+    start = torch.randn(5, model.feature_dim, generator=torch.Generator().manual_seed(1))
+    generator_state = model.generator.get_state()
+    states, actions, rewards, aug, dones = model.rollout(start, actor_fn, envstep=0, horizon=4)
     assert states.shape == (5, 5, model.feature_dim) and actions.shape == (5, 5, 2)
-    assert rewards.shape == dones.shape == (4, 5) and aug.shape == (5, 5)
-    assert ((dones >= 0) & (dones <= 1)).all()
+    model.generator.set_state(generator_state)  # replay the same latent draws step by step
+    with torch.no_grad():
+        state = start
+        for t in range(4):
+            torch.testing.assert_close(actions[t], torch.softmax(actor(state), -1))
+            state = model.latent_step(state, actions[t])
+            torch.testing.assert_close(states[t + 1], state)
+        torch.testing.assert_close(actions[4], torch.softmax(actor(state), -1))
+        # step t's reward and continue belong to the state it arrives at
+        torch.testing.assert_close(rewards, model.predict_reward(states[1:]))
+        torch.testing.assert_close(dones, 1.0 - model.predict_continue(states[1:]))
+        assert not torch.allclose(rewards, model.predict_reward(states[:-1]))
+    torch.testing.assert_close(aug, states.sum(-1))
     (rewards.sum() + states.sum()).backward()
     assert actor.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.nets.parameters())

@@ -33,14 +33,27 @@ def filled_buffer(n=64, seed=0):
     return buffer
 
 
-def test_rollout_shapes_and_gradient_isolation(spec):
+def test_rollout_steps_the_model_from_the_actor_s_actions(spec):
     model = ToyDream({}, spec)
     actor = LinearActor()
-    start = torch.randn(8, 3)
+    start = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
     states, actions, rewards, aug, dones = model.rollout(start, actor, envstep=0, horizon=4)
     assert states.shape == (5, 8, 3) and actions.shape == (5, 8, 1)
     assert rewards.shape == (4, 8) and aug.shape == (5, 8) and dones.shape == (4, 8)
-    assert torch.equal(states[0], start)
+    dynamics = model.nets["dynamics"]
+    with torch.no_grad():
+        state = start
+        for t in range(5):
+            torch.testing.assert_close(states[t], state)
+            action = torch.tanh(state @ actor.net.weight.T + actor.net.bias)
+            torch.testing.assert_close(actions[t], action)
+            torch.testing.assert_close(aug[t], -action.square().sum(-1))
+            if t == 4:
+                break
+            x = torch.cat([state, action], -1)  # reward and next state of the linear toy model, by hand
+            torch.testing.assert_close(rewards[t], (x @ dynamics.reward.weight.T + dynamics.reward.bias)[:, 0])
+            state = state + x @ dynamics.next.weight.T + dynamics.next.bias
+    assert not dones.any() and dones.dtype == rewards.dtype
     (rewards.sum() + aug.sum()).backward()
     assert actor.net.weight.grad is not None and actor.net.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.nets.parameters())
@@ -105,8 +118,12 @@ def test_should_train_and_fill_follow_frequencies(spec):
     assert model.should_fill(400) and not model.should_fill(420) and model.should_fill(450)
 
 
-@pytest.mark.parametrize("cfg", [{"real_ratio": 1.5}, {"train_freq": 0}, {"rollout_batch_size": 0},
-                                 {"nope": 1}])
-def test_bad_world_model_config(spec, cfg):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("cfg, message", [
+    ({"real_ratio": 1.5}, r"world_model.real_ratio must be within \[0, 1\], got 1.5"),
+    ({"train_freq": 0}, "world_model.train_freq must be >= 1, got 0"),
+    ({"rollout_batch_size": 0}, "world_model.rollout_batch_size must be >= 1, got 0"),
+    ({"nope": 1}, "unknown config key 'world_model.nope'"),
+])
+def test_bad_world_model_config(spec, cfg, message):
+    with pytest.raises(ConfigError, match=message):
         ToyDyna(cfg, spec)

@@ -15,6 +15,8 @@ setup(
         "torch>=2.2,<2.15",
         "numpy>=1.24",
         "gymnasium[mujoco,classic-control]>=1.1,<2",  # classic-control: pygame renders Pendulum/CartPole frames
+        "mujoco>=3.1,<4",  # dm-control 1.0.50 does not load suite tasks on mujoco 4
+        "dm-control>=1.0.20",  # the DeepMind Control Suite (dm_control/<domain>-<task>-v0 envs)
         "easydict>=1.10",
         "tensorboardX>=2.6",
         "tqdm>=4.60",  # progress bars with rates and postfix fields

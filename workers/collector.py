@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodels.envs import EnvError, check_finite, make_vector_env
+from worldmodels.envs import EnvError, action_repeat, check_finite, make_vector_env
 from worldmodels.utils import as_tensor
 
 
@@ -15,7 +15,9 @@ class SerialCollector:
     """Collects transitions from ``env_num`` copies of the env, one vector step at a time.
 
     The first ``warmup_steps`` env steps take uniformly random actions. A
-    truncated episode's true final observation is stored as ``next_obs``.
+    truncated episode's true final observation is stored as ``next_obs``. With
+    ``env.action_repeat`` k, one vector step is ``env_num * k`` env steps (the
+    papers' convention: env steps count control steps).
     """
 
     def __init__(self, cfg: Mapping, env_cfg: Mapping, policy: Any, buffer: Any, *, seed: int) -> None:
@@ -25,6 +27,7 @@ class SerialCollector:
         self.env_num = int(cfg["env_num"])
         self.warmup_steps = int(cfg["warmup_steps"])
         self.env_id = env_cfg["id"]
+        self.steps_per_vector_step = self.env_num * action_repeat(env_cfg)
         self.envs = make_vector_env(env_cfg, self.env_num, cfg["vector"])
         self.envs.action_space.seed(seed)
         self.obs, _ = self.envs.reset(seed=[seed + i for i in range(self.env_num)])
@@ -42,7 +45,7 @@ class SerialCollector:
         return action.detach().cpu().numpy()
 
     def step(self) -> int:
-        """One vector step (``env_num`` env steps); returns the number of env steps taken."""
+        """One vector step (``env_num * action_repeat`` env steps); returns the number of env steps taken."""
         actions = self._actions()
         try:
             next_obs, reward, terminated, truncated, info = self.envs.step(actions)
@@ -66,8 +69,8 @@ class SerialCollector:
             self.episode_length[done] = 0
             self.policy.reset(torch.as_tensor(done))
         self.obs = next_obs
-        self.envstep += self.env_num
-        return self.env_num
+        self.envstep += self.steps_per_vector_step
+        return self.steps_per_vector_step
 
     def pop_episode_stats(self) -> dict[str, float]:
         """Mean return of the training episodes finished since the last call."""

@@ -139,9 +139,13 @@ def _report(result: dict, progress: Any) -> dict:
 
 
 def compare(configs: Sequence[str], seeds: int, *, env_steps: int | None = None, preset: str | None = None,
-            sets: Iterable[str] = (), workers: int | None = None, backend: str = "local",
+            sets: Iterable[str] = (), workers: int | None = None, threads: int | None = None,
+            backend: str = "local",
             address: str | None = None, out: str | Path | None = None, progress: Any = None) -> Path:
     """Run every (config, seed) pair and write the comparison; returns the output directory.
+
+    ``threads``: torch threads of each run (default: CPU cores / runs at once for local runs, 1 on a
+    Ray cluster).
 
     Raises:
         ConfigError: a config that does not resolve (checked for every config before anything runs).
@@ -155,7 +159,10 @@ def compare(configs: Sequence[str], seeds: int, *, env_steps: int | None = None,
         compose_config(config, preset, sets, 0, env_steps)
     cpus = os.cpu_count() or 1
     workers = max(1, min(workers or cpus, len(configs) * seeds))
-    threads = max(1, cpus // workers) if backend == "local" or address is None else 1
+    if threads is None:
+        threads = max(1, cpus // workers) if backend == "local" or address is None else 1
+    elif threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     out = Path(out) if out is not None else default_out_dir(configs, preset)
     settings = {"preset": preset, "sets": sets, "env_steps": env_steps}
     pairs = [Pair(config, seed, out / "runs" / Path(config).stem / f"seed{seed}", settings, threads)

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="override a value in every config (repeatable)")
     comp.add_argument("--workers", type=_positive_int, default=None,
                       help="runs at once (default: one per CPU core)")
+    comp.add_argument("--threads", type=_positive_int, default=None,
+                      help="torch threads of each run (default: CPU cores / runs at once)")
     comp.add_argument("--backend", choices=("local", "ray"), default="local",
                       help="local processes or Ray tasks (pip install 'worldmodels[ray]')")
     comp.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
@@ -222,7 +224,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     print(f"comparing {', '.join(args.configs)} over {args.seeds} seed(s): {total} runs", flush=True)
     out = compare(args.configs, args.seeds, env_steps=args.env_steps, preset=args.preset, sets=args.sets,
-                  workers=args.workers, backend=args.backend, address=args.address, out=args.out,
+                  workers=args.workers, threads=args.threads, backend=args.backend, address=args.address, out=args.out,
                   progress=progress)
     print((out / "summary.md").read_text())
     print(f"wrote {out / 'summary.md'}, {out / 'results.csv'}, {out / 'curves.png'}, {out / 'wallclock.png'}")
@@ -238,11 +240,16 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from worldmodels.dmc import domains
     from worldmodels.experiment import shipped_config_names
 
     print("configs: " + ", ".join(shipped_config_names()))
     for kind, registry in ALL_REGISTRIES.items():
         print(f"{kind}: " + (", ".join(registry.names()) or "(none)"))
+    print("envs: any gymnasium id (e.g. Pendulum-v1, HalfCheetah-v5), and the DeepMind Control Suite as "
+          "dm_control/<domain>-<task>-v0 (e.g. dm_control/cartpole-swingup-v0); its domains and tasks:")
+    for domain, tasks in domains().items():
+        print(f"  {domain}: {', '.join(tasks)}")
     return 0
 
 

@@ -11,6 +11,8 @@ import numpy as np
 import worldmodels.wrappers  # registers the pixel-observation wrapper
 from registry import ENV_REGISTRY, RegistryError, closest_match
 from worldmodels.config import ConfigError
+from worldmodels.dmc import is_dmc_id, make_dmc, parse_dmc_id
+from worldmodels.wrappers import ActionRepeat
 
 try:  # termination functions live in the env registry
     import worldmodels.termination  # noqa: F401
@@ -40,9 +42,13 @@ def check_finite(env_id: str, where: str, **values: Any) -> None:
 
 
 def check_env_id(env_id: Any) -> str:
-    """Raise a ConfigError naming close gymnasium ids when ``env_id`` is not registered."""
+    """Raise a ConfigError naming close ids when ``env_id`` is neither a registered gymnasium id
+    nor a DeepMind Control Suite task (``dm_control/<domain>-<task>-v0``)."""
     if not isinstance(env_id, str) or not env_id:
         raise ConfigError(f"env.id must be a gymnasium environment id such as 'Pendulum-v1', got {env_id!r}")
+    if is_dmc_id(env_id):
+        parse_dmc_id(env_id)
+        return env_id
     if env_id not in gym.registry:
         hint = closest_match(env_id, gym.registry.keys())
         hint_text = f"; did you mean '{hint}'?" if hint else ""
@@ -62,18 +68,32 @@ def _wrapper_specs(wrappers: Any) -> list[tuple[str, dict]]:
     return specs
 
 
+def action_repeat(env_cfg: Mapping) -> int:
+    """Control steps per agent step (``env.action_repeat``, default 1)."""
+    return int(env_cfg.get("action_repeat") or 1)
+
+
 def make_env(env_cfg: Mapping, render_mode: str | None = None) -> gym.Env:
-    """One gymnasium env from an ``env`` config section (id, kwargs, max_episode_steps, wrappers)."""
+    """One gymnasium env from an ``env`` config section (id, kwargs, max_episode_steps,
+    action_repeat, wrappers)."""
     env_id = check_env_id(env_cfg["id"])
     kwargs = dict(env_cfg.get("kwargs") or {})
     if env_cfg.get("max_episode_steps"):
         kwargs["max_episode_steps"] = int(env_cfg["max_episode_steps"])
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    repeat = action_repeat(env_cfg)
+    if is_dmc_id(env_id):  # repeats inside the env: a pixel observation is rendered once per agent step
+        return _wrap(make_dmc(env_id, action_repeat=repeat, **kwargs), env_cfg)
     try:
         env = gym.make(env_id, **kwargs)
     except TypeError as err:
         raise ConfigError(f"env.kwargs {dict(env_cfg.get('kwargs') or {})} not accepted by '{env_id}': {err}") from None
+    return _wrap(ActionRepeat(env, repeat) if repeat > 1 else env, env_cfg)
+
+
+def _wrap(env: gym.Env, env_cfg: Mapping) -> gym.Env:
+    """``env`` inside the config's registered wrappers, first listed innermost."""
     for name, options in _wrapper_specs(env_cfg.get("wrappers")):
         try:
             wrapper = ENV_REGISTRY.get(name)

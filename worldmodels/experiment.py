@@ -30,7 +30,8 @@ PIPELINE_DEFAULTS: dict = dict(
     checkpoint_every=0,  # env steps between checkpoints; 0: only at the end (and on SIGINT/SIGTERM)
     keep_checkpoints=3,  # checkpoint.pt plus this many minus one older ones in checkpoints/
     save_buffer=True,  # checkpoints hold the replay buffers (needed to resume)
-    env=dict(id=None, kwargs={}, max_episode_steps=None, wrappers=[]),
+    # action_repeat: env steps per agent step (budgets and schedules count env steps)
+    env=dict(id=None, kwargs={}, max_episode_steps=None, action_repeat=1, wrappers=[]),
     collector=dict(env_num=1, vector="sync", warmup_steps=1000),
     buffer=dict(type="replay", import_names=[], capacity=1_000_000),
     policy=dict(type="sac"),
@@ -173,6 +174,7 @@ def resolve_config(raw: Mapping) -> EasyDict:
     check_range(cfg, "num_threads", 0, 1024)
     check_range(cfg, "seed", 0, MAX_SEED)
     check_range(cfg, "env.max_episode_steps", 1, allow_none=True)
+    check_range(cfg, "env.action_repeat", 1)
     if "env_id" in (cfg.world_model or {}) and cfg.world_model.env_id is None:
         cfg.world_model.env_id = cfg.env.id
     for section in ("policy", "world_model"):

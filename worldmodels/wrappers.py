@@ -49,3 +49,28 @@ class PixelObservation(gym.ObservationWrapper):
         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         pixels = np.array(image, dtype=np.uint8)  # a writable copy (PIL arrays are read-only)
         return pixels[..., None] if self.grayscale else pixels
+
+
+class ActionRepeat(gym.Wrapper):
+    """Applies each action for ``repeat`` env steps and returns the summed reward
+    (``env.action_repeat`` in a config). The episode's end stops the repeat early.
+
+    Args:
+        env: the env to step.
+        repeat: env steps per agent step (>= 1).
+    """
+
+    def __init__(self, env: gym.Env, repeat: int) -> None:
+        if int(repeat) < 1:
+            raise ConfigError(f"env.action_repeat must be >= 1, got {repeat}")
+        super().__init__(env)
+        self.repeat = int(repeat)
+
+    def step(self, action: Any) -> tuple:
+        total = 0.0
+        for _ in range(self.repeat):
+            observation, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return observation, total, terminated, truncated, info

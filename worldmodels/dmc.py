@@ -151,8 +151,8 @@ class DMCEnv(gym.Env):
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dims,), np.float32)
 
     def _observation(self, time_step: Any) -> np.ndarray:
-        if self.pixels:
-            return self._env.physics.render(self.size, self.size, camera_id=self.camera)
+        if self.pixels:  # MuJoCo's frame is a flipped view (negative strides): torch needs a copy
+            return np.ascontiguousarray(self._env.physics.render(self.size, self.size, camera_id=self.camera))
         parts = [np.asarray(time_step.observation[key], dtype=np.float64).ravel() for key in self.observation_keys]
         return np.concatenate(parts).astype(np.float32)
 
@@ -181,7 +181,7 @@ class DMCEnv(gym.Env):
         if self.render_mode is None:
             return None
         height, width = RENDER_SIZE
-        return self._env.physics.render(height, width, camera_id=self.camera)
+        return np.ascontiguousarray(self._env.physics.render(height, width, camera_id=self.camera))
 
     def close(self) -> None:
         self._env.close()

@@ -160,3 +160,13 @@ def test_eval_video_frames_of_a_dmc_run(tmp_path, capsys):
 
     with Image.open(video) as gif:
         assert gif.n_frames >= 100 and gif.size == (320, 240)
+
+
+def test_pixel_observations_train_dreamerv3_in_a_debug_run(tmp_path, capsys):
+    code = main(["train", "dmc_cartpole_swingup_dreamerv3", "--preset", "debug", "--no-progress",
+                 "--out", str(tmp_path), "--env-steps", "120", "--set", "env.kwargs.pixels=True",
+                 "--set", "env.max_episode_steps=20", "--set", "collector.warmup_steps=60",
+                 "--set", "world_model.learning_starts=60", "--set", "world_model.cnn_depth=4",
+                 "--set", "evaluator.eval_freq=1000"])
+    assert code == 0
+    assert "finished 120 env steps" in capsys.readouterr().out

@@ -1,0 +1,36 @@
+"""benchmarks/dmc.py: the table, CSV and plots regenerate from whatever runs are on disk."""
+import csv
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import dmc  # noqa: E402
+
+
+def write_progress(run_dir: Path, rows):
+    run_dir.mkdir(parents=True)
+    with open(run_dir / "progress.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["env_step", "wall_time", "train_iter", "eval_return_mean", "eval_return_std"])
+        for step, wall, value in rows:
+            writer.writerow([step, wall, 0, value, 0.0])
+
+
+def test_report_takes_medians_at_each_budget_and_counts_seeds_there(tmp_path):
+    runs = tmp_path / "runs" / "cartpole_swingup_dreamerv3" / "runs" / "dmc_cartpole_swingup_dreamerv3"
+    write_progress(runs / "seed0", [(0, 1, 10), (50_000, 1800, 200), (100_000, 3600, 500)])
+    write_progress(runs / "seed1", [(0, 1, 10), (45_000, 3000, 999), (50_000, 3600, 300), (100_000, 7200, 700)])
+    write_progress(runs / "seed2", [(0, 1, 10), (50_000, 2000, 400), (60_000, 2500, 450)])
+    write_progress(runs / "seed3", [(0, 1, 10), (100_000, 10, 1000)])  # beyond --seeds 3: not counted
+    docs = tmp_path / "docs"
+    text = dmc.report(tmp_path / "runs", docs, dmc.TASKS, dmc.METHODS, seeds=3)
+    row = next(line for line in text.splitlines() if line.startswith("| cartpole-swingup | ours: dreamerv3"))
+    assert "| 300 (200–400) [3 of 3] | 600 (500–700) [2 of 3] | 1.50 h | 18.5 |" in row
+    assert "s2: 60,000" in row
+    assert "| walker-walk | ours: sac | n/a [0 of 3] | n/a [0 of 3] | n/a | n/a | not started |" in text
+    assert "| cartpole-swingup | DreamerV3 (published; 789 at 500k) | | 677 |" in text
+    with open(docs / "results.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 3 + 4 + 3
+    assert (docs / "table.md").read_text() == text
+    assert all((docs / f"{task}.png").stat().st_size > 0 for task in dmc.TASKS)

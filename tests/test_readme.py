@@ -37,3 +37,11 @@ def test_readme_links_point_at_committed_files():
     for target in links:
         assert any(path == target or path.startswith(target.rstrip("/") + "/") for path in listed), \
             f"README links to '{target}', which git does not track"
+
+
+def test_ci_runs_the_readme_test_command_and_requires_ray():
+    ci = (README.parent / ".ci" / "run").read_text().splitlines()
+    command = re.search(r"Install and run the test suite.*?```bash\n(.*?)\n```", README.read_text(), re.S).group(1)
+    assert ci[-1] == command, "the CI script must run the README's test command verbatim"
+    # the command installs the ray extra, so CI must not let the Ray backend test skip
+    assert "ray]" in command and "export WORLDMODELS_REQUIRE_RAY=1" in ci

@@ -2,6 +2,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from registry import WORLD_MODEL_REGISTRY
 from workers.buffer import ReplayBuffer
@@ -16,7 +17,7 @@ from worldmodels.dreamer_nets import (
     symlog,
     unimix_log_probs,
 )
-from worldmodels.dreamerv3 import SIZES, DreamerV3WorldModel, resolve_sizes
+from worldmodels.dreamerv3 import SIZES, ActionCodec, DreamerV3WorldModel, resolve_sizes
 from worldmodels.rssm import RSSM
 
 TINY = {"type": "dreamerv3", "deter": 16, "units": 16, "stoch": 4, "classes": 4, "batch_size": 3,
@@ -141,6 +142,22 @@ def test_rssm_observe_restarts_at_episode_starts():
     assert not torch.allclose(changed.deter[3:, 0], base.deter[3:, 0])  # row 0 did not
 
 
+def test_observe_reads_prior_and_posterior_off_each_step_s_state():
+    rssm = RSSM(action_dim=2, embed_dim=5, deter=8, stoch=4, classes=3, units=16)
+    embed, action, is_first, first_embed = rssm_inputs()
+    out = rssm.observe(embed, action, is_first, first_embed, None)
+    with torch.no_grad():
+        # the prior sees the deterministic state only; the posterior also the observation's embedding
+        torch.testing.assert_close(out.prior_log_probs, rssm.prior(out.deter))
+        torch.testing.assert_close(out.post_log_probs, rssm.posterior(out.deter, rssm.post_embed(embed))[1])
+        # without a generator the stochastic state is the posterior's mode
+        modes = out.post_log_probs.argmax(-1)
+        torch.testing.assert_close(out.stoch, torch.nn.functional.one_hot(modes, 3).float().flatten(-2))
+        # a step's deterministic state follows from the previous step's state and this step's action
+        torch.testing.assert_close(out.deter[2, 0], rssm.deter_step(out.deter[1, :1], out.stoch[1, :1],
+                                                                    action[2, :1])[0])
+
+
 def test_free_nats_clip_the_kl_terms():
     model = make(free_nats=1.0)
     kl = torch.tensor([0.2, 0.5, 3.0], requires_grad=True)
@@ -214,7 +231,15 @@ def test_loss_is_the_scaled_sum_of_its_terms_and_training_lowers_it():
     model = make(lr=1e-3, free_nats=0.0, recon_scale=2.0, reward_scale=3.0, cont_scale=0.5)
     buffer = random_buffer(VectorSpec)
     batch = buffer.sample_sequences(3, 8)
-    loss, metrics, _ = model.loss(batch)
+    loss, metrics, observed = model.loss(batch)
+    with torch.no_grad():  # the head losses, by hand: continue = 1 - terminated, twohot rewards
+        features = observed.features
+        continues = 1.0 - batch["terminated"]
+        cont_logits = model.cont_head(features).squeeze(-1)
+        cont_loss = -(continues * F.logsigmoid(cont_logits) + (1 - continues) * F.logsigmoid(-cont_logits)).mean()
+        reward_loss = -(model.twohot.encode(batch["reward"]) * F.log_softmax(model.reward_head(features), -1)).sum(-1)
+    assert metrics["cont_loss"] == pytest.approx(cont_loss.item(), rel=1e-5)
+    assert metrics["reward_loss"] == pytest.approx(reward_loss.mean().item(), rel=1e-5)
     # with no free nats, the dynamics and representation terms both equal the mean KL
     expected = (2.0 * metrics["recon_loss"] + 3.0 * metrics["reward_loss"] + 0.5 * metrics["cont_loss"]
                 + (0.5 + 0.1) * metrics["kl"])
@@ -300,6 +325,18 @@ def test_rollout_follows_the_latent_dynamics_and_heads_with_no_world_model_gradi
     assert actor.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.nets.parameters())
     assert all(p.requires_grad for p in model.nets.parameters())
+
+
+def test_action_codec_maps_env_actions_to_model_actions_and_back():
+    box = ActionCodec(gym.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 10.0], np.float32)),
+                      torch.device("cpu"))
+    env_actions = torch.tensor([[-2.0, 0.0], [1.0, 7.5], [4.0, 10.0]])
+    model_actions = box.to_model(env_actions)
+    torch.testing.assert_close(model_actions, torch.tensor([[-1.0, -1.0], [0.5, 0.5], [1.0, 1.0]]))  # clipped
+    torch.testing.assert_close(box.to_env(model_actions), torch.tensor([[-2.0, 0.0], [1.0, 7.5], [2.0, 10.0]]))
+    discrete = ActionCodec(gym.spaces.Discrete(3), torch.device("cpu"))
+    torch.testing.assert_close(discrete.to_model(torch.tensor([2, 0])), torch.tensor([[0.0, 0, 1], [1, 0, 0]]))
+    assert discrete.to_env(torch.tensor([[0.1, 0.7, 0.2]])).tolist() == [1]
 
 
 def test_sizes_are_presets_with_overrides():

@@ -76,12 +76,31 @@ def test_terminated_stops_bootstrapping_but_truncated_does_not():
     assert target[0] == 0 and target[1] != 0
 
 
+def test_critic_target_bootstraps_from_the_smaller_critic_s_soft_value():
+    policy = make(gamma=0.5, init_alpha=0.1, auto_alpha=False)
+    with torch.no_grad():  # target critics that output 10 and 14 everywhere
+        for net, value in ((policy.critic_target.q1, 10.0), (policy.critic_target.q2, 14.0)):
+            last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+            last.weight.zero_()
+            last.bias.fill_(value)
+    batch = fixed_batch(4)
+    batch["reward"] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    batch["terminated"] = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    batch["truncated"] = torch.tensor([0.0, 0.0, 1.0, 0.0])
+    state = policy.generator.get_state()
+    target = policy.critic_target_value(batch)
+    policy.generator.set_state(state)  # the same next actions, drawn again
+    _, log_prob = policy.actor(batch["next_obs"], policy.generator)
+    expected = batch["reward"] + 0.5 * torch.tensor([1.0, 0.0, 1.0, 1.0]) * (10.0 - 0.1 * log_prob.detach())
+    torch.testing.assert_close(target, expected)
+
+
 def test_target_networks_follow_polyak():
-    policy = make(tau=0.5)
+    policy = make(tau=0.25)
     before = [p.clone() for p in policy.critic_target.parameters()]
     policy.learn(fixed_batch())
     for old, new, online in zip(before, policy.critic_target.parameters(), policy.critic.parameters(), strict=True):
-        assert torch.allclose(new, 0.5 * old + 0.5 * online)
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * online)
 
 
 def test_log_prob_matches_tanh_change_of_variables():

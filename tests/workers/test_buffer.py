@@ -29,6 +29,15 @@ def test_sample_returns_tensors_with_float_flags():
     assert torch.allclose(batch["next_obs"], batch["obs"] + 0.5)
 
 
+def test_sample_draws_only_written_rows_uniformly():
+    buffer = ReplayBuffer(100, (2,), (1,), seed=2)
+    push_steps(buffer, 4)  # rewards 0..3 in a buffer of 100 rows
+    rewards = buffer.sample(4000)["reward"]
+    counts = torch.bincount(rewards.long(), minlength=4)
+    assert counts.sum() == 4000 and counts.shape == (4,)  # no unwritten (zero) rows beyond the four
+    assert (counts > 900).all() and (counts < 1100).all()  # about 1000 each
+
+
 def test_same_seed_same_samples():
     a, b = ReplayBuffer(10, (2,), (1,), seed=3), ReplayBuffer(10, (2,), (1,), seed=3)
     push_steps(a, 10)

@@ -1,7 +1,7 @@
 import pytest
 
 from worldmodels import DreamWorldModel, DynaWorldModel, HybridWorldModel, WorldModel
-from worldmodels.config import ConfigError, Configurable, merge_config
+from worldmodels.config import ConfigError, Configurable, check_range, merge_config
 
 
 class Base(Configurable):
@@ -58,6 +58,25 @@ def test_wrong_value_type_is_an_error(key, value):
 
 def test_integral_float_accepted_for_int():
     assert merge_config({"n": 1}, {"n": 1e6}).n == 1_000_000
+
+
+def test_range_checks_with_open_and_closed_bounds():
+    cfg = {"tau": 0.0, "gamma": 1.0, "steps": 0, "opt": None, "deep": {"lr": -1e-3}}
+    with pytest.raises(ConfigError, match=r"'policy.tau' must be within \(0.0, 1.0\], got 0.0"):
+        check_range(cfg, "tau", 0.0, 1.0, low_open=True, prefix="policy")
+    check_range(cfg, "tau", 0.0, 1.0)  # a closed bound admits itself
+    check_range(cfg, "gamma", 0.0, 1.0)
+    with pytest.raises(ConfigError, match=r"'gamma' must be within \[0.0, 0.99\], got 1.0"):
+        check_range(cfg, "gamma", 0.0, 0.99)
+    with pytest.raises(ConfigError, match=r"'steps' must be within \[1, inf\], got 0"):
+        check_range(cfg, "steps", 1)
+    with pytest.raises(ConfigError, match=r"'deep.lr' must be within \(0, inf\]"):
+        check_range(cfg, "deep.lr", 0, low_open=True)
+    check_range(cfg, "opt", 0, allow_none=True)
+    with pytest.raises(ConfigError, match="'opt' must be a number, got None"):
+        check_range(cfg, "opt", 0)
+    with pytest.raises(ConfigError, match="must be a number, got nan"):
+        check_range({"x": float("nan")}, "x", 0)
 
 
 def test_empty_default_dict_is_free_form():

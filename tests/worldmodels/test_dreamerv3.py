@@ -18,7 +18,7 @@ from worldmodels.dreamer_nets import (
     unimix_log_probs,
 )
 from worldmodels.dreamerv3 import SIZES, ActionCodec, DreamerV3WorldModel, resolve_sizes
-from worldmodels.rssm import RSSM
+from worldmodels.rssm import RSSM, LayerNormGRUCell
 
 TINY = {"type": "dreamerv3", "deter": 16, "units": 16, "stoch": 4, "classes": 4, "batch_size": 3,
         "sequence_length": 8, "learning_starts": 0, "pretrain_steps": 2}
@@ -140,6 +140,20 @@ def test_rssm_observe_restarts_at_episode_starts():
     changed = rssm.observe(changed_embed, changed_action, is_first, first_embed, None)
     assert torch.equal(changed.deter[3:, 1], base.deter[3:, 1])  # row 1 forgot its past at t=3
     assert not torch.allclose(changed.deter[3:, 0], base.deter[3:, 0])  # row 0 did not
+
+
+def test_gru_update_gate_keeps_the_state_at_first():
+    cell = LayerNormGRUCell(input_dim=3, hidden_dim=4)
+    x, h = torch.randn(5, 3), torch.randn(5, 4)
+    with torch.no_grad():
+        parts = cell.norm(cell.linear(torch.cat([x, h], -1)))
+        reset, update = torch.sigmoid(parts[:, :4]), torch.sigmoid(parts[:, 4:8])
+        expected = (1 - update) * h + update * torch.tanh(reset * parts[:, 8:])
+        torch.testing.assert_close(cell(x, h), expected)
+        # with zero weights the LayerNorm gives its biases: reset 1/2, update sigmoid(-1), candidate 0,
+        # so the cell keeps 1 - sigmoid(-1) = 73% of its state
+        cell.linear.weight.zero_()
+        torch.testing.assert_close(cell(x, h), h * (1 - torch.sigmoid(torch.tensor(-1.0))))
 
 
 def test_observe_reads_prior_and_posterior_off_each_step_s_state():

@@ -151,6 +151,18 @@ class SACPolicy(Policy):
             action, _ = self.actor(obs, deterministic=True)
         return self._scale(action)
 
+    @torch.no_grad()
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """State value for a planner's bootstrap: the lower twin critic at the actor's mean action.
+
+        Shapes:
+            obs [B, O] -> value [B]
+        """
+        check_rank("obs", obs, 2)
+        action, _ = self.actor(obs, deterministic=True)
+        q1, q2 = self.critic(obs, action)
+        return torch.min(q1, q2)
+
     # -- losses ---------------------------------------------------------
     def critic_target_value(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Soft Bellman target; only ``terminated`` stops bootstrapping.

@@ -153,8 +153,9 @@ class DynaWorldModel(WorldModel):
         self.last_fill_envstep = 0
 
     def img_buffer_capacity(self, envstep: int) -> int:
-        """Rollout length x rollout batch x retain at ``envstep``."""
-        return self.rollout_length(envstep) * self.cfg.rollout_batch_size * self.cfg.rollout_retain
+        """Rollout length x rollout batch x retain at ``envstep`` (at least 1: an empty buffer when
+        the length is 0)."""
+        return max(1, self.rollout_length(envstep) * self.cfg.rollout_batch_size * self.cfg.rollout_retain)
 
     def make_img_buffer(self, envstep: int = 0) -> Any:
         obs_shape = self.observation_space.shape
@@ -163,8 +164,9 @@ class DynaWorldModel(WorldModel):
                                      obs_shape=obs_shape, action_shape=action_shape, seed=self.seed + 1)
 
     def should_fill(self, envstep: int) -> bool:
-        """True once the model has trained, then once every ``rollout_freq`` env steps."""
-        if self.last_train_envstep == 0:
+        """True once the model has trained, then once every ``rollout_freq`` env steps; never while
+        the schedule's rollout length is 0."""
+        if self.last_train_envstep == 0 or self.rollout_length(envstep) == 0:
             return False
         if self.last_fill_envstep == 0 or envstep - self.last_fill_envstep >= self.cfg.rollout_freq:
             self.last_fill_envstep = envstep

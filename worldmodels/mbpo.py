@@ -566,10 +566,13 @@ class MbpoWorldModel(DynaWorldModel):
             raise ConfigError(f"world_model.termination must be one of {', '.join(TERMINATION_MODES)}, "
                               f"got {c.termination!r}")
         obs_shape, action_shape = self.observation_space.shape, self.action_space.shape
-        if obs_shape is None or len(obs_shape) != 1 or action_shape is None or len(action_shape) != 1:
-            raise ConfigError("world model 'mbpo' needs 1-D Box observation and action spaces, got "
-                              f"{self.observation_space} and {self.action_space}")
-        self.obs_dim, self.action_dim = int(obs_shape[0]), int(action_shape[0])
+        self.discrete = hasattr(self.action_space, "n")  # actions enter the members one-hot
+        if obs_shape is None or len(obs_shape) != 1 or (
+                not self.discrete and (action_shape is None or len(action_shape) != 1)):
+            raise ConfigError("world model 'mbpo' needs a 1-D Box observation space and a 1-D Box or Discrete "
+                              f"action space, got {self.observation_space} and {self.action_space}")
+        self.obs_dim = int(obs_shape[0])
+        self.action_dim = int(self.action_space.n) if self.discrete else int(action_shape[0])
         self.termination_fn = self._termination_fn()
         self.ensemble = ProbabilisticEnsemble(
             self.obs_dim + self.action_dim, 1 + self.obs_dim, 0 if self.termination_fn else 1,
@@ -623,7 +626,7 @@ class MbpoWorldModel(DynaWorldModel):
         tensors = {key: torch.as_tensor(np.asarray(value, dtype=np.float32), device=self.device)
                    for key, value in arrays.items()}
         obs = tensors["obs"].reshape(len(index), self.obs_dim)
-        action = tensors["action"].reshape(len(index), self.action_dim)
+        action = self.action_input(tensors["action"])
         next_obs = tensors["next_obs"].reshape(len(index), self.obs_dim)
         inputs = torch.cat([obs, action], dim=-1)
         targets = torch.cat([tensors["reward"].unsqueeze(-1), next_obs - obs], dim=-1)
@@ -657,29 +660,56 @@ class MbpoWorldModel(DynaWorldModel):
         return metrics
 
     # -- imagination ----------------------------------------------------
+    def action_input(self, action: torch.Tensor) -> torch.Tensor:
+        """Actions as the members take them: float, one-hot for a Discrete space.
+
+        Shapes:
+            action [B, A] (Discrete: [B] indices or [B, 1]) -> [B, A] (Discrete: [B, n])
+        """
+        action = torch.as_tensor(action, device=self.device)
+        if self.discrete:
+            return F.one_hot(action.long().reshape(-1), self.action_dim).float()
+        check_rank("action", action, 2)
+        return action.float()
+
+    @property
+    def planning_members(self) -> int:
+        """Members a planner's particle may follow (``step_members``): the elites."""
+        return int(self.ensemble.elites.shape[0])
+
     @torch.no_grad()
-    def predict(self, obs: torch.Tensor, action: torch.Tensor, deterministic: bool | None = None
+    def predict(self, obs: torch.Tensor, action: torch.Tensor, deterministic: bool | None = None,
+                choice: torch.Tensor | None = None, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One elite per row, all rows in one forward padded by elite; sampled or mean prediction.
 
         Rows are grouped by their elite into a ``[K, M, in]`` batch (M the largest
         group), so each row costs one member's forward, not K.
 
+        Args:
+            choice: each row's elite (index into the elites); random when None.
+            generator: draws the elites and the Gaussian samples; ``self.generator`` when None.
+
         Shapes:
-            obs: [B, O]; action: [B, A] -> reward [B], next_obs [B, O], termination logit [B] (0 if no head)
+            obs: [B, O]; action: [B, A] (Discrete: [B]); choice [B] ->
+            reward [B], next_obs [B, O], termination logit [B] (0 if no head)
         """
         check_rank("obs", obs, 2)
-        check_rank("action", action, 2)
         deterministic = self.cfg.deterministic if deterministic is None else deterministic
-        inputs = torch.cat([obs.to(self.device, torch.float32), action.to(self.device, torch.float32)], dim=-1)
+        inputs = torch.cat([obs.to(self.device, torch.float32), self.action_input(action)], dim=-1)
         batch = inputs.shape[0]
         elites = self.ensemble.elites
-        choice = torch.randint(0, elites.shape[0], (batch,), generator=self.generator, device=self.device)
+        generator = self.generator if generator is None else generator
+        if choice is None:
+            choice = torch.randint(0, elites.shape[0], (batch,), generator=generator, device=self.device)
+        elif choice.shape != (batch,) or int(choice.max()) >= elites.shape[0] or int(choice.min()) < 0:
+            raise ValueError(f"choice must be [B] = [{batch}] indices into the {elites.shape[0]} elites, got "
+                             f"shape {tuple(choice.shape)}")
         mean, logvar, logits = self._forward_grouped(inputs, choice, elites)
         if deterministic:
             sample = mean
         else:
-            noise = torch.randn(mean.shape, generator=self.generator, device=self.device)
+            noise = torch.randn(mean.shape, generator=generator, device=self.device)
             sample = mean + noise * torch.exp(0.5 * logvar)
         logit = logits[:, 0] if logits.shape[-1] else torch.zeros(batch, device=self.device)
         return sample[:, 0], inputs[:, : self.obs_dim] + sample[:, 1:], logit
@@ -721,9 +751,36 @@ class MbpoWorldModel(DynaWorldModel):
             obs: [B, O]; action: [B, A] -> reward [B], next_obs [B, O], done [B] (bool)
         """
         reward, next_obs, logit = self.predict(obs, action, deterministic)
+        return reward, next_obs, self._done(obs, action, next_obs, logit)
+
+    def _done(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor, logit: torch.Tensor
+              ) -> torch.Tensor:
         if self.termination_fn is not None:
-            done = self.termination_fn(obs.to(self.device), action.to(self.device), next_obs)
-        else:
-            done = logit > 0
-        return reward, next_obs, done.to(torch.bool)
+            return self.termination_fn(obs.to(self.device), self.action_input(action), next_obs).to(torch.bool)
+        return logit > 0
+
+    @torch.no_grad()
+    def step_members(self, obs: torch.Tensor, action: torch.Tensor, members: torch.Tensor,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``step`` with row ``i`` predicted by elite ``members[i]`` (a planner's TS-infinity particles);
+        ``generator`` (the caller's, else the model's) draws the Gaussian samples.
+
+        Shapes:
+            obs [B, O]; action [B, A] (Discrete: [B]); members [B] in [0, planning_members) ->
+            reward [B], next_obs [B, O], done [B] (bool)
+        """
+        reward, next_obs, logit = self.predict(obs, action, choice=members.to(self.device), generator=generator)
+        return reward, next_obs, self._done(obs, action, next_obs, logit)
+
+    @torch.no_grad()
+    def step_mean(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The elites' mean prediction (no sampling). Shapes: as ``step``."""
+        check_rank("obs", obs, 2)
+        inputs = torch.cat([obs.to(self.device, torch.float32), self.action_input(action)], dim=-1)
+        mean, _, logits = self.ensemble(inputs, self.ensemble.elites)
+        mean, logit = mean.mean(dim=0), (logits.mean(dim=0)[:, 0] if logits.shape[-1] else None)
+        next_obs = inputs[:, : self.obs_dim] + mean[:, 1:]
+        if logit is None:
+            logit = torch.zeros(inputs.shape[0], device=self.device)
+        return mean[:, 0], next_obs, self._done(obs, action, next_obs, logit)
 

@@ -21,14 +21,15 @@ class Schedule(Configurable):
 
 @SCHEDULE_REGISTRY.register("constant")
 class ConstantSchedule(Schedule):
-    """The same rollout length at every env step."""
+    """The same rollout length at every env step (0: no imagined rollouts, e.g. a model used
+    only by a planner)."""
 
     config = dict(type="constant", rollout_length=1)
 
     def __init__(self, cfg: Mapping | None = None) -> None:
         super().__init__(cfg)
-        if self.cfg.rollout_length < 1:
-            raise ConfigError(f"rollout_length_scheduler.rollout_length must be >= 1, got {self.cfg.rollout_length}")
+        if self.cfg.rollout_length < 0:
+            raise ConfigError(f"rollout_length_scheduler.rollout_length must be >= 0, got {self.cfg.rollout_length}")
 
     def __call__(self, envstep: int) -> int:
         return int(self.cfg.rollout_length)

@@ -8,6 +8,7 @@ They are registered in ``ENV_REGISTRY`` as ``"termination:<EnvName>"``;
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
@@ -66,6 +67,19 @@ def half_cheetah(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
     """
     _check(obs, action, next_obs)
     return never_done(obs, action, next_obs)
+
+
+@register_termination("CartPole")
+def cart_pole(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """The cart position (``next_obs[:, 0]``) leaves [-2.4, 2.4] or the pole angle (``next_obs[:, 2]``)
+    leaves [-12, 12] degrees, or a value is not finite (gymnasium's CartPole-v1 rule).
+
+    Shapes:
+        obs: [B, 4]; action: [B, 2] (one-hot); next_obs: [B, 4] -> done [B] (bool)
+    """
+    _check(obs, action, next_obs)
+    angle_limit = 12 * 2 * math.pi / 360
+    return ~_finite(next_obs) | (next_obs[:, 0].abs() > 2.4) | (next_obs[:, 2].abs() > angle_limit)
 
 
 @register_termination("InvertedPendulum")
@@ -155,5 +169,6 @@ def termination_fn(env_id: str | None) -> TerminationFn | None:
     return ENV_REGISTRY.get(key) if key in ENV_REGISTRY else None
 
 
-__all__ = ["PREFIX", "TerminationFn", "ant", "env_name", "half_cheetah", "hopper", "inverted_double_pendulum",
-           "inverted_pendulum", "pendulum", "register_termination", "termination_fn", "walker2d"]
+__all__ = ["PREFIX", "TerminationFn", "ant", "cart_pole", "env_name", "half_cheetah", "hopper",
+           "inverted_double_pendulum", "inverted_pendulum", "pendulum", "register_termination", "termination_fn",
+           "walker2d"]

@@ -310,7 +310,7 @@ def test_config_errors() -> None:
     with pytest.raises(ConfigError, match="termination"):
         build_model(termination="sometimes")
     with pytest.raises(ConfigError, match="registered"):
-        build_model(env_id="CartPole-v1", termination="registry")
+        build_model(env_id="Acrobot-v1", termination="registry")
 
 
 # -- the world model ------------------------------------------------------

@@ -27,7 +27,7 @@ def test_constant_schedule():
     (dict(type="linear", rollout_length_min=5, rollout_length_max=2),
      "need 1 <= rollout_length_min <= rollout_length_max, got 5 and 2"),
     (dict(type="linear", rollout_length_min=0), "need 1 <= rollout_length_min"),
-    (dict(type="constant", rollout_length=0), "rollout_length_scheduler.rollout_length must be >= 1, got 0"),
+    (dict(type="constant", rollout_length=-1), "rollout_length_scheduler.rollout_length must be >= 0, got -1"),
     (dict(type="constant", length=3), "unknown config key 'rollout_length_scheduler.length'"),
 ])
 def test_bad_schedule_configs(cfg, message):

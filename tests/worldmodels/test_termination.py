@@ -85,7 +85,8 @@ def test_lookup_strips_version_and_namespace() -> None:
     assert termination_fn("Hopper-v5") is termination.hopper
     assert termination_fn("Hopper-v4") is termination.hopper
     assert termination_fn("gymnasium/Walker2d-v5") is termination.walker2d
-    assert termination_fn("CartPole-v1") is None
+    assert termination_fn("CartPole-v1") is termination.cart_pole
+    assert termination_fn("Acrobot-v1") is None
     assert termination_fn(None) is None
 
 
@@ -99,3 +100,21 @@ def test_registered_in_env_registry() -> None:
 def test_rejects_wrong_rank() -> None:
     with pytest.raises(ValueError, match="obs"):
         termination.hopper(torch.zeros(11), torch.zeros(3), torch.zeros(11))
+
+
+def test_cart_pole_matches_the_env_over_random_episodes() -> None:
+    env = gym.make("CartPole-v1")
+    env.action_space.seed(0)
+    obs, _ = env.reset(seed=0)
+    rows, flags = [], []
+    while len(rows) < 300:
+        action = env.action_space.sample()
+        next_obs, _, terminated, truncated, _ = env.step(action)
+        rows.append((obs, np.eye(2)[action], next_obs))
+        flags.append(terminated)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    columns = zip(*rows, strict=True)
+    obs, action, next_obs = (torch.as_tensor(np.asarray(column, dtype=np.float32)) for column in columns)
+    done = termination.cart_pole(obs, action, next_obs)
+    assert 10 < sum(flags) < 290
+    assert done.tolist() == flags

@@ -17,10 +17,16 @@ Ensembles may offer more, and the ``propagation`` setting uses it:
   model's own generator, so evaluating with ``ts_1`` moves the model's random stream);
 - ``mean``: the members' mean prediction; needs ``step_mean(obs, action)``.
 
-A companion ``prior`` policy (any registered policy, e.g. ``sac``) learns from the
-run's batches; ``prior_candidates`` of the candidates follow it through the model (as in
-TD-MPC2), and with ``value_bootstrap`` its ``value(obs)`` scores the state a candidate
-ends in.
+A latent model (``LatentPlanningModel``: it has ``encode(obs)``) is planned through in
+its own state space: the observation is encoded once, and candidates step through
+``imagine_step`` (``imagine_step_members`` for ``ts_inf``).
+
+``prior_candidates`` of the candidates follow a policy through the model (as in TD-MPC2),
+and ``value_bootstrap`` adds the discounted value of the state a candidate ends in. Both
+come from a companion ``prior`` policy (any registered policy with ``value(obs)``, e.g.
+``sac``, learning from the run's batches), or, without one, from the world model's own
+``policy_action(state)`` and ``value(state)`` (a latent model that learns its actor and
+critic, as TD-MPC2's does).
 
 Continuous actions plan in [-1, 1] per dimension (scaled to the env's bounds);
 discrete actions plan with categorical CEM (per-step action probabilities).
@@ -53,6 +59,27 @@ class PlanningModel(Protocol):
     """
 
     def step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ...
+
+
+@runtime_checkable
+class LatentPlanningModel(Protocol):
+    """A model planned through in its own state: ``encode`` once, then ``imagine_step``.
+
+    Optional, as for ensembles: ``imagine_step_members(state, action, members, generator=)``
+    with ``planning_members`` (``ts_inf``); ``policy_action(state, deterministic=, generator=)``
+    (prior candidates) and ``value(state, generator=)`` (bootstrap) when no prior policy is set.
+
+    Shapes:
+        encode: obs [B, O] -> state [B, S]
+        imagine_step: state [B, S], action [B, A] -> reward [B], next_state [B, S], done [B] bool
+    """
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        ...
+
+    def imagine_step(self, state: torch.Tensor, action: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ...
 
 
@@ -129,8 +156,8 @@ class PlannerPolicy(Policy):
         warm_start=True,  # start each step from the previous plan shifted by one step
         collect_noise=0.1,  # Gaussian std added by collect (discrete: chance of a random action)
         prior=None,  # a companion policy config (e.g. dict(type="sac")) that learns from batches
-        prior_candidates=0,  # candidates that follow the prior through the model
-        value_bootstrap=False,  # add gamma^H * prior.value(final obs) to each candidate's return
+        prior_candidates=0,  # candidates that follow the prior (or the model's policy) through the model
+        value_bootstrap=False,  # add gamma^H * value(final state) (the prior's, else the model's) to returns
     )
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, *, world_model: Any = None, seed: int = 0,
@@ -162,7 +189,6 @@ class PlannerPolicy(Policy):
     # -- construction ---------------------------------------------------
     def check_config(self, c: Mapping) -> None:
         """Raise ConfigError for values outside their valid ranges."""
-        name = c.type
         for key in ("horizon", "candidates", "iterations", "elites"):
             check_range(c, key, 1, prefix="policy")
         if c.elites > c.candidates:
@@ -177,21 +203,30 @@ class PlannerPolicy(Policy):
         check_range(c, "noise_exponent", 0.0, prefix="policy")
         check_range(c, "collect_noise", 0.0, prefix="policy")
         check_range(c, "prior_candidates", 0, c.candidates, prefix="policy")
-        if (c.prior_candidates or c.value_bootstrap) and not c.prior:
-            raise ConfigError(f"policy '{name}': prior_candidates and value_bootstrap need a policy.prior, "
-                              "e.g. prior=dict(type='sac')")
 
     def _check_model(self, model: Any) -> Any:
         name, propagation = self.cfg.type, self.cfg.propagation
-        if model is None or not isinstance(model, PlanningModel):
+        if model is None or not isinstance(model, PlanningModel | LatentPlanningModel):
             raise ConfigError(f"policy '{name}' plans through a world model's step(obs, action); this config has "
                               f"{'no world model' if model is None else type(model).__name__}")
-        needs = {"ts_inf": ("step_members", "planning_members"), "mean": ("step_mean",)}.get(propagation, ())
+        self.latent = isinstance(model, LatentPlanningModel)
+        prefix = "imagine_" if self.latent else ""
+        needs = {"ts_inf": (f"{prefix}step_members", "planning_members"),
+                 "mean": (f"{prefix}step_mean",)}.get(propagation, ())
         missing = [attr for attr in needs if not hasattr(model, attr)]
         if missing:
             raise ConfigError(f"policy.propagation={propagation!r} needs a world model with "
                               f"{' and '.join(missing)} (an ensemble such as 'mbpo'); world model "
                               f"'{model.cfg.type}' has none: use propagation='ts_1'")
+        if not self.cfg.prior:
+            for key, attr in (("prior_candidates", "policy_action"), ("value_bootstrap", "value")):
+                if self.cfg[key] and not hasattr(model, attr):
+                    raise ConfigError(f"policy.{key} needs a policy.prior (e.g. prior=dict(type='sac')) or a "
+                                      f"world model with {attr}(state); world model '{model.cfg.type}' has none")
+        elif self.latent:
+            raise ConfigError(f"policy.prior acts on observations, but world model '{model.cfg.type}' is planned "
+                              "through in its latent state: drop policy.prior (the model's own policy_action and "
+                              "value serve as prior and bootstrap)")
         return model
 
     def _particles(self) -> int:
@@ -267,7 +302,8 @@ class PlannerPolicy(Policy):
         if start is None or start.shape[0] != batch or not self.cfg.warm_start:
             start = self._initial_plan(batch)
             self.kept[key] = None
-        mean, first, kept = self.optimize(obs, start, self.kept[key])
+        state = self.model.encode(obs) if self.latent else obs
+        mean, first, kept = self.optimize(state, start, self.kept[key])
         if self.cfg.warm_start:
             self.plans[key] = self._shift(mean)
             self.kept[key] = None if kept is None else self._shift(kept.flatten(0, 1)).view_as(kept)
@@ -295,7 +331,7 @@ class PlannerPolicy(Policy):
             sequences = self.sample(mean, std, self.population(iteration))
             if kept is not None:
                 sequences = torch.cat([sequences, kept], dim=1)
-            if self.prior is not None and self.cfg.prior_candidates:
+            if self.cfg.prior_candidates:
                 sequences = torch.cat([sequences, self.prior_sequences(obs)], dim=1)
             elite_returns, elites = self.select_elites(sequences, self.evaluate(obs, sequences))
             mean, std = self.refit(mean, std, elites, elite_returns)
@@ -369,12 +405,29 @@ class PlannerPolicy(Policy):
 
     def model_step(self, obs: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        propagation = self.cfg.propagation
+        propagation, prefix = self.cfg.propagation, "imagine_" if self.latent else ""
         if propagation == "ts_inf":
-            return self.model.step_members(obs, action, members, generator=self.rng)
+            return getattr(self.model, f"{prefix}step_members")(obs, action, members, generator=self.rng)
         if propagation == "mean":
-            return self.model.step_mean(obs, action)
-        return self.model.step(obs, action)
+            return getattr(self.model, f"{prefix}step_mean")(obs, action)
+        return getattr(self.model, f"{prefix}step")(obs, action)
+
+    def prior_action(self, state: torch.Tensor) -> torch.Tensor:
+        """The prior's action at ``state``: sampled while collecting, its mean while evaluating.
+
+        Shapes:
+            state [B, S] -> action [B, A] (env scale; discrete: [B])
+        """
+        evaluating = self.rng is self.act_generator
+        if self.prior is not None:
+            return self.prior.act(state) if evaluating else self.prior.collect(state)
+        return self.model.policy_action(state, deterministic=evaluating, generator=self.rng)
+
+    def state_value(self, state: torch.Tensor) -> torch.Tensor:
+        """The bootstrap value of ``state`` (the prior's, else the model's). Shapes: [B, S] -> [B]"""
+        if self.prior is not None:
+            return self.prior.value(state)
+        return self.model.value(state, generator=self.rng)
 
     def particle_members(self, batch: int, count: int) -> torch.Tensor | None:
         """Particle p of every candidate follows member p mod planning_members. Shapes: -> [B * N * P]"""
@@ -402,25 +455,25 @@ class PlannerPolicy(Policy):
             alive = alive * (~done).float()
             discount *= float(self.cfg.gamma)
         if self.cfg.value_bootstrap:
-            total = total + discount * alive * self.prior.value(state).float()
+            total = total + discount * alive * self.state_value(state).float()
         total = torch.nan_to_num(total, nan=-math.inf)
         return total.reshape(batch, count, self.particles).mean(dim=-1)
 
     def prior_sequences(self, obs: torch.Tensor) -> torch.Tensor:
-        """``prior_candidates`` sequences of the prior's sampled actions along the model's mean path.
+        """``prior_candidates`` sequences of the prior's actions along the model's predicted path.
 
         Shapes:
-            obs [B, O] -> sequences [B, C, H, A] (continuous in [-1, 1]; discrete one-hot)
+            obs [B, S] (a latent model's state) -> sequences [B, C, H, A] (continuous in [-1, 1]; discrete one-hot)
         """
         count = int(self.cfg.prior_candidates)
         state = obs.repeat_interleave(count, dim=0)
         steps = []
-        sample = self.prior.act if self.rng is self.act_generator else self.prior.collect
+        step = self.model.imagine_step if self.latent else self.model.step
         for _ in range(self.cfg.horizon):
-            action = sample(state)
+            action = self.prior_action(state)
             steps.append(F.one_hot(action.long(), self.action_dim).float() if self.discrete
                          else self._unscale(action))
-            _, state, _ = self.model.step(state, action)
+            _, state, _ = step(state, action)
         return torch.stack(steps, dim=1).reshape(obs.shape[0], count, self.cfg.horizon, -1)
 
     # -- learning and state ---------------------------------------------

@@ -168,7 +168,8 @@ def test_planner_errors_name_what_is_missing():
         planner("mppi", QuadraticModel(), action_space=gym.spaces.Discrete(3))
     with pytest.raises(ConfigError, match=r"policy.elites \(50\) must be <= policy.candidates \(10\)"):
         planner("cem", QuadraticModel(), candidates=10, elites=50)
-    with pytest.raises(ConfigError, match="need a policy.prior"):
+    with pytest.raises(ConfigError, match=r"policy.value_bootstrap needs a policy.prior .* or a world model with "
+                                          r"value\(state\); world model 'quadratic' has none"):
         planner("cem", QuadraticModel(), value_bootstrap=True)
 
 
@@ -234,3 +235,39 @@ def test_a_planning_only_mbpo_never_fills_imagination():
                                        env, None, seed=0)
     model.last_train_envstep = 250
     assert not model.should_fill(500) and model.img_buffer_capacity(500) == 1
+
+
+class LatentQuadratic:
+    """A latent model: encode doubles the observation; the state counts steps; value = 10 * state."""
+
+    cfg = SimpleNamespace(type="latent_quadratic")
+
+    def __init__(self):
+        self.encoded = []
+
+    def encode(self, obs):
+        self.encoded.append(obs.clone())
+        return obs * 2
+
+    def imagine_step(self, state, action):
+        return -(action - TARGET).pow(2).sum(-1), state + 1, torch.zeros(state.shape[0], dtype=torch.bool)
+
+    def value(self, state, generator=None):
+        return 10 * state[:, 0]
+
+    def policy_action(self, state, deterministic, generator=None):
+        return TARGET.expand(state.shape[0], 2)
+
+
+def test_latent_models_are_planned_through_in_their_state_with_their_own_value_and_policy():
+    model = LatentQuadratic()
+    policy = planner("mppi", model, value_bootstrap=True, prior_candidates=4, candidates=50, elites=10)
+    obs = torch.tensor([[1.0]])
+    action = policy.act(obs)
+    assert len(model.encoded) == 1 and torch.equal(model.encoded[0], obs)
+    torch.testing.assert_close(action, TARGET[None], atol=0.05, rtol=0)  # the prior proposes the exact optimum
+    sequences = torch.zeros(1, 2, 3, 2)
+    expected = -(policy._scale(sequences[0, 0, 0]) - TARGET).pow(2).sum() * 3 + 10 * (2.0 + 3)
+    torch.testing.assert_close(policy.evaluate(model.encode(obs), sequences), expected.expand(1, 2))
+    with pytest.raises(ConfigError, match="policy.prior acts on observations"):
+        planner("cem", model, prior={"type": "sac"})

@@ -103,6 +103,16 @@ def test_target_networks_follow_polyak():
         torch.testing.assert_close(new, 0.75 * old + 0.25 * online)
 
 
+def test_targets_follow_every_target_update_every_updates():
+    policy = make(tau=0.25, target_update_every=2)
+    before = [p.clone() for p in policy.critic_target.parameters()]
+    policy.learn(fixed_batch())
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.critic_target.parameters(), strict=True))
+    policy.learn(fixed_batch(seed=1))
+    for old, new, online in zip(before, policy.critic_target.parameters(), policy.critic.parameters(), strict=True):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * online)
+
+
 def test_log_prob_matches_tanh_change_of_variables():
     actor = TanhGaussianActor(3, 2, [16], "relu")
     obs = torch.randn(4, 3)

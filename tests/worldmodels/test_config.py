@@ -28,6 +28,20 @@ def test_subclass_wins_and_every_base_is_visited():
     assert cfg.nested == {"x": 1, "y": 20, "z": 3}  # nested dicts merge along the MRO
 
 
+class Constant(Configurable):
+    config = dict(schedule=dict(type="constant", rollout_length=1), buffer=dict(type="replay", capacity=10))
+
+
+class Linear(Constant):
+    config = dict(schedule=dict(type="linear", rollout_length_max=5), buffer=dict(capacity=20))
+
+
+def test_a_subclass_section_of_another_type_replaces_the_base_s():
+    cfg = Linear.default_config()
+    assert cfg.schedule == {"type": "linear", "rollout_length_max": 5}  # no stray rollout_length
+    assert cfg.buffer == {"type": "replay", "capacity": 20}  # same type (or none given): merged
+
+
 def test_default_config_never_mutates_class_attributes():
     cfg = Child.default_config()
     cfg.nested.x = 999

@@ -116,6 +116,16 @@ def test_members_are_initialised_independently() -> None:
     assert (mean[0] - mean[1]).abs().max() > 1e-3
 
 
+def test_weight_decay_is_half_the_decay_times_the_squared_weights() -> None:
+    ensemble = small_ensemble()  # layers 3x32, 32x32, 32x4 per member, 4 members
+    with torch.no_grad():
+        for layer, value in zip(ensemble.layers, (1.0, 2.0, 3.0), strict=True):
+            layer.weight.fill_(value)
+            layer.bias.fill_(100.0)  # biases are not decayed
+    expected = 0.5 * (0.1 * 4 * 3 * 32 * 1.0 + 0.2 * 4 * 32 * 32 * 4.0 + 0.3 * 4 * 32 * 4 * 9.0)
+    assert float(ensemble.weight_decay_loss([0.1, 0.2, 0.3])) == pytest.approx(expected)
+
+
 def test_members_share_no_gradient() -> None:
     ensemble = small_ensemble()
     mean, logvar, _ = ensemble(torch.randn(4, 8, 3))

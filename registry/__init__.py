@@ -3,9 +3,12 @@ from registry.registry import (
     ENTRY_POINT_GROUP,
     Registry,
     RegistryError,
+    UntrustedPluginError,
     closest_match,
     import_module_or_file,
     load_entry_points,
+    plugin_names,
+    require_trust,
 )
 
 WORLD_MODEL_REGISTRY = Registry("world_model", ["worldmodels.builtin"])
@@ -31,8 +34,11 @@ __all__ = [
     "Registry",
     "RegistryError",
     "SCHEDULE_REGISTRY",
+    "UntrustedPluginError",
     "WORLD_MODEL_REGISTRY",
     "closest_match",
     "import_module_or_file",
     "load_entry_points",
+    "plugin_names",
+    "require_trust",
 ]

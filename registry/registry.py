@@ -5,7 +5,7 @@ import difflib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,43 @@ def import_names_list(value: Any) -> list[str]:
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
         return list(value)
     raise RegistryError(f"import_names must be a module name, a .py path or a list of them, got {value!r}")
+
+
+class UntrustedPluginError(RegistryError):
+    """A run directory (or other stored config) names plugin code the user has not trusted."""
+
+
+def plugin_names(cfg: Any) -> list[str]:
+    """Every module or file named by an ``import_names`` anywhere in a (nested) config, in order."""
+    found: list[str] = []
+    if isinstance(cfg, Mapping):
+        for key, value in cfg.items():
+            names = import_names_list(value) if key == "import_names" else plugin_names(value)
+            found += [name for name in names if name not in found]
+    elif isinstance(cfg, (list, tuple)):
+        for item in cfg:
+            found += [name for name in plugin_names(item) if name not in found]
+    return found
+
+
+def require_trust(cfg: Mapping, source: str, trusted: bool | Collection[str] = False) -> None:
+    """Refuse a stored config that would import plugin code, unless the user trusts it.
+
+    Loading a run directory from elsewhere must not run its code (as ``trust_remote_code``
+    in other libraries): ``trusted`` is True (anything), or the names the user's own
+    config already imports (those are theirs).
+
+    Raises:
+        UntrustedPluginError: naming the modules and how to allow them.
+    """
+    if trusted is True:
+        return
+    allowed = set(trusted or ())
+    untrusted = [name for name in plugin_names(cfg) if name not in allowed]
+    if untrusted:
+        raise UntrustedPluginError(
+            f"{source} names plugin code that loading it would import and run: {', '.join(untrusted)}; if you "
+            "trust it, pass --trust-plugins (trust_plugins=True from Python)")
 
 
 def import_all(value: Any) -> None:

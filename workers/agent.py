@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
+from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY, require_trust
 from workers.checkpoint import CheckpointError
 from worldmodels.envs import make_env
 from worldmodels.experiment import resolve_config
@@ -50,11 +50,16 @@ class Agent:
         return action[0] if single else action
 
 
-def load_agent(run_dir: str | Path, device: str = "cpu") -> Agent:
+def load_agent(run_dir: str | Path, device: str = "cpu", trust_plugins: bool = False) -> Agent:
     """Rebuild the policy and world model of ``run_dir`` from its config and newest checkpoint.
+
+    Args:
+        trust_plugins: import the plugin code the run's config names; without it a run
+            that names plugins is refused (a run directory from elsewhere runs no code).
 
     Raises:
         CheckpointError: ``run_dir`` is not a run directory or holds no loadable checkpoint.
+        UntrustedPluginError: the run names plugin code and ``trust_plugins`` is False.
     """
     from workers.pipeline import load_latest_checkpoint
 
@@ -63,6 +68,7 @@ def load_agent(run_dir: str | Path, device: str = "cpu") -> Agent:
         raise CheckpointError(f"'{run_dir}' is not a run directory (no config.json)")
     state, _ = load_latest_checkpoint(run_dir)
     raw = json.loads(state["config"])
+    require_trust(raw, f"the run in '{run_dir}'", trust_plugins)
     for section in ("policy", "world_model"):
         if raw.get(section) is not None:
             raw[section]["device"] = device

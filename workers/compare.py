@@ -22,6 +22,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from registry import plugin_names
 from worldmodels.config import ConfigError
 from worldmodels.envs import env_base_name
 from worldmodels.experiment import compose_config
@@ -63,7 +64,9 @@ def run_pair(pair: Pair) -> dict[str, Any]:
             if result.get("settings") == pair.settings:
                 return dict(result, skipped=True)
         s = pair.settings
-        sets = [*s["sets"], f"num_threads={pair.threads}"]
+        sets = list(s["sets"])
+        if not any(item.split("=", 1)[0].strip() == "num_threads" for item in sets):  # the user's value wins
+            sets.append(f"num_threads={pair.threads}")
         cfg = compose_config(pair.config, s["preset"], sets, pair.seed, s["env_steps"])
         checkpoint_step = _checkpoint_step(pair.run_dir)
         if checkpoint_step is not None and checkpoint_step >= cfg.env_steps:  # finished, result not yet written
@@ -71,8 +74,9 @@ def run_pair(pair: Pair) -> dict[str, Any]:
             summary = {"env_steps": checkpoint_step, "wall_time": float("nan"),
                        "parameters": pipeline.parameter_count()}
         else:
-            if checkpoint_step is not None:
-                pipeline = SerialPipeline.resume(pair.run_dir, cfg.env_steps, show_progress=False)
+            if checkpoint_step is not None:  # the plugins of the user's own config are trusted, no others
+                pipeline = SerialPipeline.resume(pair.run_dir, cfg.env_steps, show_progress=False,
+                                                 trust_plugins=plugin_names(cfg))
             else:
                 if pair.run_dir.exists():  # an earlier attempt that never reached a checkpoint
                     shutil.rmtree(pair.run_dir)
@@ -144,8 +148,7 @@ def compare(configs: Sequence[str], seeds: int, *, env_steps: int | None = None,
             address: str | None = None, out: str | Path | None = None, progress: Any = None) -> Path:
     """Run every (config, seed) pair and write the comparison; returns the output directory.
 
-    ``threads``: torch threads of each run (default: CPU cores / runs at once for local runs, 1 on a
-    Ray cluster).
+    ``threads``: torch threads of each run (default 1); a ``num_threads`` in ``sets`` wins.
 
     Raises:
         ConfigError: a config that does not resolve (checked for every config before anything runs).
@@ -160,7 +163,7 @@ def compare(configs: Sequence[str], seeds: int, *, env_steps: int | None = None,
     cpus = os.cpu_count() or 1
     workers = max(1, min(workers or cpus, len(configs) * seeds))
     if threads is None:
-        threads = max(1, cpus // workers) if backend == "local" or address is None else 1
+        threads = 1  # small RL networks are latency-bound: one thread per run (README, "CPU threads")
     elif threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     out = Path(out) if out is not None else default_out_dir(configs, preset)

@@ -5,14 +5,14 @@ import csv
 import json
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY
+from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY, require_trust
 from workers.buffer import space_storage
 from workers.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from workers.collector import SerialCollector
@@ -264,14 +264,24 @@ class SerialPipeline:
         return rotate_and_save(self.state_dict(), self.run_dir, self.cfg.keep_checkpoints)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, env_steps: int | None = None, show_progress: bool = True
-               ) -> SerialPipeline:
-        """A pipeline restored from the newest loadable checkpoint of ``run_dir``."""
+    def resume(cls, run_dir: str | Path, env_steps: int | None = None, show_progress: bool = True,
+               trust_plugins: bool | Collection[str] = False) -> SerialPipeline:
+        """A pipeline restored from the newest loadable checkpoint of ``run_dir``.
+
+        Args:
+            trust_plugins: True to import any plugin code the run's config names, or the
+                names that may be imported; by default a run that names plugins is refused.
+
+        Raises:
+            CheckpointError: no run directory or no loadable checkpoint.
+            UntrustedPluginError: the run names plugin code that is not trusted.
+        """
         run_dir = Path(run_dir)
         if not (run_dir / "config.json").is_file():
             raise CheckpointError(f"'{run_dir}' is not a run directory (no config.json)")
         state, path = load_latest_checkpoint(run_dir)
         cfg = json.loads(state["config"])
+        require_trust(cfg, f"the run in '{run_dir}'", trust_plugins)
         if env_steps is not None:
             cfg["env_steps"] = int(env_steps)
         if cfg["env_steps"] <= state["env_step"]:
@@ -279,8 +289,13 @@ class SerialPipeline:
                               f"budget of {cfg['env_steps']}; pass --env-steps with a larger total to continue")
         pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir)
         pipeline.load_state_dict(state)
-        pipeline.logger.rows = read_progress_rows(run_dir, int(state["env_step"]),
-                                                  drop_last=bool(state["pipeline"]["off_schedule_eval"]))
+        step = int(state["env_step"])
+        # The checkpoint at a step is written before that step's evaluation runs (an
+        # iteration ends with the save, the next begins with the evaluation): a row at
+        # the checkpoint's step that the resumed run will evaluate again is dropped, as
+        # is an off-schedule final evaluation that a longer run would not have made.
+        redo = int(state["pipeline"]["next_eval_step"]) <= step or bool(state["pipeline"]["off_schedule_eval"])
+        pipeline.logger.rows = read_progress_rows(run_dir, step, drop_last=redo)
         pipeline.logger.message(f"resuming from {path} at env step {state['env_step']}")
         return pipeline
 
@@ -332,15 +347,16 @@ def load_latest_checkpoint(run_dir: Path) -> tuple[dict, Path]:
 
 
 def read_progress_rows(run_dir: Path, up_to_step: int, drop_last: bool) -> list[dict]:
-    """progress.csv rows written up to ``up_to_step`` (values as numbers)."""
+    """progress.csv rows written up to ``up_to_step`` (values as numbers); with ``drop_last``,
+    those before it."""
     path = run_dir / "progress.csv"
     if not path.is_file():
         return []
     with open(path, newline="") as handle:
         rows = [{k: _number(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
     rows = [row for row in rows if row["env_step"] <= up_to_step]
-    if drop_last and rows and rows[-1]["env_step"] == up_to_step:
-        rows.pop()
+    if drop_last:
+        rows = [row for row in rows if row["env_step"] < up_to_step]
     return rows
 
 

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(train, optional=True)
     train.add_argument("--resume", metavar="RUN_DIR", default=None,
                        help="continue a stopped run from its newest checkpoint (with --env-steps: a new total)")
+    train.add_argument("--trust-plugins", action="store_true",
+                       help="with --resume: import the plugin code (import_names) the run's config names")
     train.add_argument("--out", default="runs", help="parent directory of run directories (default: runs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate a saved run deterministically")
     evaluate.add_argument("run", metavar="RUN", help="a run directory (runs/<exp_name>/<stamp>)")
     evaluate.add_argument("--episodes", type=_positive_int, default=10, help="episodes (default 10)")
+    evaluate.add_argument("--trust-plugins", action="store_true",
+                          help="import the plugin code (import_names) the run's config names")
     evaluate.add_argument("--seed", type=_int, default=0, help="episode i resets with seed + i")
     evaluate.add_argument("--video", metavar="FILE", default=None, help="write the first episode as a .gif")
     evaluate.add_argument("--dream", metavar="FILE", default=None,
@@ -91,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--workers", type=_positive_int, default=None,
                       help="runs at once (default: one per CPU core)")
     comp.add_argument("--threads", type=_positive_int, default=None,
-                      help="torch threads of each run (default: CPU cores / runs at once)")
+                      help="torch threads of each run (default 1; --set num_threads=N also works)")
     comp.add_argument("--backend", choices=("local", "ray"), default="local",
                       help="local processes or Ray tasks (pip install 'worldmodels[ray]')")
     comp.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
@@ -115,7 +119,8 @@ def _train_pipeline(args: argparse.Namespace):
     if extra:
         raise UsageError(f"--resume continues a run with its saved config; drop {', '.join(extra)} "
                          "(only --env-steps may change)")
-    return SerialPipeline.resume(args.resume, args.env_steps, show_progress=not args.no_progress)
+    return SerialPipeline.resume(args.resume, args.env_steps, show_progress=not args.no_progress,
+                                 trust_plugins=args.trust_plugins)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -182,7 +187,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.video is not None and not args.video.lower().endswith(".gif"):
         raise UsageError(f"--video writes a GIF: give a path ending in .gif, got '{args.video}'")
-    agent = load_agent(args.run)
+    agent = load_agent(args.run, trust_plugins=args.trust_plugins)
     dream_model = _dream_model(agent, args.dream) if args.dream is not None else None
     env = make_env(agent.config.env, render_mode="rgb_array" if args.video else None)
     returns, frames, trajectory = [], [], {}

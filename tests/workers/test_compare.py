@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import sys
 import textwrap
@@ -160,3 +161,14 @@ def test_a_missing_ray_skips_loudly_or_fails_where_required(monkeypatch):
     monkeypatch.setenv("WORLDMODELS_REQUIRE_RAY", "1")
     with pytest.raises(pytest.fail.Exception, match="WORLDMODELS_REQUIRE_RAY=1 but ray cannot be imported"):
         import_ray()
+
+
+@pytest.mark.parametrize("extra,expected", [([], 1), (["--threads", "2"], 2),
+                                            (["--set", "num_threads=3"], 3),
+                                            (["--threads", "2", "--set", "num_threads=3"], 3)])
+def test_thread_count_default_flag_and_user_set(extra, expected, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "pendulum_sac", "--preset", "debug", "--seeds", "1", "--workers", "1",
+                 "--env-steps", "150", "--out", str(out), *extra]) == 0
+    config = json.loads((out / "runs" / "pendulum_sac" / "seed0" / "config.json").read_text())
+    assert config["num_threads"] == expected

@@ -429,11 +429,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{output}\nthe tests fail without any mutation: fix them first", file=sys.stderr)
             return 2
         rows = []
+        start = time.perf_counter()
         for mutation in chosen:
             result, seconds = run_mutation(copy, mutation, args.timeout)
             print(f"  {mutation.id}: {result} ({seconds:.1f} s)", flush=True)
             rows.append((mutation, result, seconds))
     print(report(rows))
+    print(f"({time.perf_counter() - start:.0f} s for the mutations, after a {seconds:.0f} s baseline)")
     return 0
 
 

@@ -423,8 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         check_all(chosen, copy)
         check_imports_copy(copy)
         baseline_tests = tuple(sorted({t for m in chosen for t in m.tests}))
-        outcome, seconds, output = run_tests(copy, baseline_tests, args.timeout * 4)
-        print(f"baseline (no mutation): {outcome} in {seconds:.0f} s: {' '.join(baseline_tests)}", flush=True)
+        outcome, baseline_seconds, output = run_tests(copy, baseline_tests, args.timeout * 4)
+        print(f"baseline (no mutation): {outcome} in {baseline_seconds:.0f} s: {' '.join(baseline_tests)}",
+              flush=True)
         if outcome != "passed":
             print(f"{output}\nthe tests fail without any mutation: fix them first", file=sys.stderr)
             return 2
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {mutation.id}: {result} ({seconds:.1f} s)", flush=True)
             rows.append((mutation, result, seconds))
     print(report(rows))
-    print(f"({time.perf_counter() - start:.0f} s for the mutations, after a {seconds:.0f} s baseline)")
+    print(f"({time.perf_counter() - start:.0f} s for the mutations, after a {baseline_seconds:.0f} s baseline)")
     return 0
 
 

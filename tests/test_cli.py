@@ -68,3 +68,25 @@ def test_every_shipped_config_runs_its_debug_preset(name, tmp_path, capsys):
     assert main(["train", name, "--preset", "debug", "--out", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "final eval return" in out and "run directory" in out
+
+
+def test_resumed_summary_reports_this_sessions_steps_and_the_runs_total(tmp_path, capsys):
+    assert main(["train", "pendulum_sac", "--preset", "debug", "--no-progress", "--out", str(tmp_path),
+                 "--env-steps", "200"]) == 0
+    first = capsys.readouterr().out
+    assert "finished 200 env steps in" in first and "over 2 episodes" in first
+    run_dir = next((tmp_path / "pendulum_sac").iterdir())
+    assert main(["train", "--resume", str(run_dir), "--env-steps", "350", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "finished at env step 350: 150 env steps in this session in" in out
+    assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
+    assert "over 1 episode (" in capsys.readouterr().out
+
+
+def test_python_m_worldmodels_ignores_same_named_folders_in_the_current_folder(tmp_path):
+    for name in ("configs", "workers", "registry", "policies"):
+        (tmp_path / name).mkdir()
+    done = subprocess.run([sys.executable, "-m", "worldmodels", "list"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pendulum_sac" in done.stdout.splitlines()[0]

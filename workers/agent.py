@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY, require_trust
-from workers.checkpoint import CheckpointError
+from workers.checkpoint import CheckpointError, check_identity
 from worldmodels.envs import make_env
 from worldmodels.experiment import resolve_config
 from worldmodels.utils import as_tensor
@@ -66,9 +66,13 @@ def load_agent(run_dir: str | Path, device: str = "cpu", trust_plugins: bool = F
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise CheckpointError(f"'{run_dir}' is not a run directory (no config.json)")
-    state, _ = load_latest_checkpoint(run_dir)
+    state, path = load_latest_checkpoint(run_dir)
     raw = json.loads(state["config"])
     require_trust(raw, f"the run in '{run_dir}'", trust_plugins)
+    try:
+        check_identity(state, path, json.loads((run_dir / "config.json").read_text()))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"'{run_dir / 'config.json'}' is not valid JSON ({err})") from None
     for section in ("policy", "world_model"):
         if raw.get(section) is not None:
             raw[section]["device"] = device

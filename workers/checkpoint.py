@@ -1,7 +1,10 @@
 """Checkpoints: atomic writes, safe loads (tensors and plain values only)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +45,47 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"'{path}' is not a worldmodels checkpoint")
     return state
+
+
+FORMAT = 2  # 2: the config's fingerprint is stored beside it
+RESUMABLE_KEYS_IGNORED = ("env_steps",)  # a resumed run may extend its budget
+
+
+def config_fingerprint(config_json: str) -> str:
+    """sha256 of a stored config (its JSON text) without the keys a resume may change."""
+    config = {k: v for k, v in json.loads(config_json).items() if k not in RESUMABLE_KEYS_IGNORED}
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def first_difference(left: Any, right: Any, prefix: str = "") -> str | None:
+    """The first dotted key where two plain configs differ, with both values; None when equal."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        for key in sorted(set(left) | set(right), key=str):
+            if key in RESUMABLE_KEYS_IGNORED and not prefix:
+                continue
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in left or key not in right:
+                return f"{name} ({'missing' if key not in left else repr(left[key])} vs " \
+                       f"{'missing' if key not in right else repr(right[key])})"
+            found = first_difference(left[key], right[key], name)
+            if found:
+                return found
+        return None
+    return None if left == right else f"{prefix} ({left!r} vs {right!r})"
+
+
+def check_identity(state: Mapping, path: Path, run_config: Any) -> None:
+    """Refuse a checkpoint that does not belong to the run whose ``config.json`` is ``run_config``.
+
+    Raises:
+        CheckpointError: the stored config was altered (fingerprint), or differs from the
+            run's config.json, naming the first differing key.
+    """
+    stored = state.get("fingerprint")
+    if stored is not None and stored != config_fingerprint(state["config"]):
+        raise CheckpointError(f"checkpoint '{path}' does not match its own stored config (it was altered)")
+    difference = first_difference(json.loads(state["config"]), run_config)
+    if difference:
+        raise CheckpointError(f"checkpoint '{path}' belongs to another config than its run's config.json: "
+                              f"{difference} (checkpoint vs config.json); restore config.json or use the run "
+                              "the checkpoint came from")

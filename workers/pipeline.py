@@ -14,7 +14,15 @@ import torch
 
 from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY, require_trust
 from workers.buffer import space_storage
-from workers.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from workers.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    check_identity,
+    config_fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from workers.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from workers.collector import SerialCollector
 from workers.evaluator import Evaluator
 from workers.learner import Learner
@@ -92,12 +100,13 @@ class SerialPipeline:
 
     # -- the loop -------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Train until ``env_steps`` env steps or SIGINT/SIGTERM; returns a summary of the run.
+        """Train until ``env_steps`` env steps or SIGINT/SIGTERM; returns a summary of the run
+        (``wall_time`` and ``env_steps_per_s`` of this call, which started at ``start_env_step``).
 
         A signal lets the current iteration finish, then writes a checkpoint.
         """
         self._open_run_dir()
-        start = time.perf_counter()
+        start, start_step = time.perf_counter(), self.collector.envstep
         previous_handlers = self._install_signal_handlers()
         failure = None
         try:
@@ -121,8 +130,10 @@ class SerialPipeline:
                 if buffer is not None and getattr(buffer, "storage", "memory") == "disk":
                     buffer.close()
         wall = time.perf_counter() - start
+        session_steps = self.collector.envstep - start_step
         return {"run_dir": str(self.run_dir), "env_steps": self.collector.envstep, "wall_time": wall,
-                "env_steps_per_s": self.collector.envstep / max(wall, 1e-9), "train_iter": self.learner.train_iter,
+                "start_env_step": start_step, "env_steps_per_s": session_steps / max(wall, 1e-9),
+                "train_iter": self.learner.train_iter,
                 "eval_return_mean": self.last_eval.get("eval_return_mean", float("nan")),
                 "eval_return_std": self.last_eval.get("eval_return_std", float("nan")),
                 "eval_episodes": self.cfg.evaluator.n_episodes,
@@ -217,9 +228,11 @@ class SerialPipeline:
     def state_dict(self) -> dict:
         """Everything that determines the rest of the run (tensors and plain values only)."""
         save_buffers = self.cfg.save_buffer
+        config_json = json.dumps(to_plain(self.cfg))
         return {
-            "format": 1,
-            "config": json.dumps(to_plain(self.cfg)),
+            "format": CHECKPOINT_FORMAT,
+            "config": config_json,
+            "fingerprint": config_fingerprint(config_json),
             "env_step": self.collector.envstep,
             "pipeline": {"next_eval_step": self.next_eval_step, "next_checkpoint_step": self.next_checkpoint_step,
                          "off_schedule_eval": self.off_schedule_eval, "last_eval": dict(self.last_eval),
@@ -282,6 +295,11 @@ class SerialPipeline:
         state, path = load_latest_checkpoint(run_dir)
         cfg = json.loads(state["config"])
         require_trust(cfg, f"the run in '{run_dir}'", trust_plugins)
+        try:
+            run_config = json.loads((run_dir / "config.json").read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"'{run_dir / 'config.json'}' is not valid JSON ({err})") from None
+        check_identity(state, path, run_config)
         if env_steps is not None:
             cfg["env_steps"] = int(env_steps)
         if cfg["env_steps"] <= state["env_step"]:

@@ -133,10 +133,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"stopped by {result['stopped_by']} at env step {result['env_steps']}; checkpoint saved. "
               f"Resume with: worldmodels train --resume {result['run_dir']}")
         return 130 if result["stopped_by"] == "SIGINT" else 143
-    print(f"finished {result['env_steps']} env steps in {result['wall_time']:.1f} s "
-          f"({result['env_steps_per_s']:.0f} env steps/s, {result['train_iter']} policy updates)")
+    if result["start_env_step"]:
+        print(f"finished at env step {result['env_steps']}: {result['env_steps'] - result['start_env_step']} env "
+              f"steps in this session in {result['wall_time']:.1f} s ({result['env_steps_per_s']:.0f} env steps/s), "
+              f"{result['train_iter']} policy updates in all")
+    else:
+        print(f"finished {result['env_steps']} env steps in {result['wall_time']:.1f} s "
+              f"({result['env_steps_per_s']:.0f} env steps/s, {result['train_iter']} policy updates)")
+    episodes = result["eval_episodes"]
     print(f"final eval return {result['eval_return_mean']:.1f} ± {result['eval_return_std']:.1f} "
-          f"over {result['eval_episodes']} episodes")
+          f"over {episodes} episode{'s' if episodes != 1 else ''}")
     print(f"run directory: {result['run_dir']}")
     return 0
 
@@ -201,7 +207,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             returns.append(total)
     finally:
         env.close()
-    print(f"eval return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {args.episodes} episodes "
+    print(f"eval return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {args.episodes} "
+          f"episode{'s' if args.episodes != 1 else ''} "
           f"(min {np.min(returns):.1f}, max {np.max(returns):.1f})")
     if args.video:
         print(f"video: {write_gif(frames, args.video)} ({len(frames)} frames)")

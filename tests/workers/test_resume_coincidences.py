@@ -28,7 +28,8 @@ def coinciding_run(config, out, env_steps):
 @pytest.mark.parametrize("config", shipped_config_names())
 def test_kill_after_a_checkpoint_at_an_evaluation_step(config, tmp_path):
     """The run is cut right after an evaluation that followed the checkpoint at the same step."""
-    summary, eval_freq = coinciding_run(config, tmp_path / "full", None)
+    _, eval_freq = debug_schedule(config)
+    summary, _ = coinciding_run(config, tmp_path / "full", 2 * eval_freq)
     reference = progress_without_wall_time(summary["run_dir"])
     steps = [row["env_step"] for row in reference]
     assert len(steps) == len(set(steps)), "the uninterrupted run wrote a step twice"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -138,8 +139,8 @@ def check_range(cfg: Mapping, key: str, low: float | None = None, high: float | 
     name = f"{prefix}.{key}" if prefix else key
     if node is None and allow_none:
         return
-    if isinstance(node, bool) or not isinstance(node, (int, float)) or node != node:
-        raise ConfigError(f"config key '{name}' must be a number, got {node!r}")
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or not math.isfinite(node):
+        raise ConfigError(f"config key '{name}' must be a finite number, got {node!r}")
     too_low = low is not None and (node <= low if low_open else node < low)
     too_high = high is not None and node > high
     if too_low or too_high:

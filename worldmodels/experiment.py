@@ -70,7 +70,7 @@ def load_config_file(name_or_path: str) -> tuple[dict, dict]:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as err:
+    except (Exception, SystemExit) as err:  # a config that exits is an error, not a finished run
         raise ConfigError(f"config file '{path}' failed to load: {type(err).__name__}: {err}") from None
     config = getattr(module, "config", None)
     if not isinstance(config, Mapping):
@@ -105,8 +105,14 @@ def parse_overrides(items: Iterable[str]) -> dict:
 
 
 def _merge_overrides(config: dict, overrides: Mapping) -> dict:
+    """``overrides`` merged into ``config``; a section whose ``type`` changes is replaced, not merged
+    (the keys of one component type mean nothing to another)."""
     for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(config.get(key), Mapping):
+        old = config.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping) and value.get("type", old.get("type")) != \
+                old.get("type"):
+            config[key] = copy.deepcopy(dict(value))
+        elif isinstance(value, Mapping) and isinstance(old, Mapping):
             config[key] = _merge_overrides(dict(config[key]), value)
         else:
             config[key] = copy.deepcopy(value)
@@ -175,6 +181,9 @@ def resolve_config(raw: Mapping) -> EasyDict:
     check_range(cfg, "seed", 0, MAX_SEED)
     check_range(cfg, "env.max_episode_steps", 1, allow_none=True)
     check_range(cfg, "env.action_repeat", 1)
+    if cfg.learner.batch_size > cfg.buffer.capacity:
+        raise ConfigError(f"config key 'learner.batch_size' ({cfg.learner.batch_size}) is larger than "
+                          f"'buffer.capacity' ({cfg.buffer.capacity}): no batch could ever be drawn")
     if "env_id" in (cfg.world_model or {}) and cfg.world_model.env_id is None:
         cfg.world_model.env_id = cfg.env.id
     for section in ("policy", "world_model"):

@@ -87,9 +87,9 @@ def test_range_checks_with_open_and_closed_bounds():
     with pytest.raises(ConfigError, match=r"'deep.lr' must be within \(0, inf\]"):
         check_range(cfg, "deep.lr", 0, low_open=True)
     check_range(cfg, "opt", 0, allow_none=True)
-    with pytest.raises(ConfigError, match="'opt' must be a number, got None"):
+    with pytest.raises(ConfigError, match="'opt' must be a finite number, got None"):
         check_range(cfg, "opt", 0)
-    with pytest.raises(ConfigError, match="must be a number, got nan"):
+    with pytest.raises(ConfigError, match="must be a finite number, got nan"):
         check_range({"x": float("nan")}, "x", 0)
 
 

@@ -1,0 +1,45 @@
+"""Bad configs that used to run, or to fail late: each is refused at start in one line."""
+import pytest
+
+from worldmodels.cli import main
+from worldmodels.config import ConfigError
+from worldmodels.experiment import compose_config
+
+
+def one_line_error(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    return err
+
+
+def test_an_infinite_learning_rate_is_refused(capsys):
+    err = one_line_error(["train", "pendulum_sac", "--preset", "debug", "--set", "policy.actor_lr=1e400"], capsys)
+    assert "'policy.actor_lr' must be a finite number, got inf" in err
+
+
+def test_a_batch_larger_than_the_buffer_is_refused(capsys):
+    err = one_line_error(["train", "pendulum_sac", "--preset", "debug", "--set", "buffer.capacity=100",
+                          "--set", "learner.batch_size=101"], capsys)
+    assert "'learner.batch_size' (101) is larger than 'buffer.capacity' (100)" in err
+
+
+def test_a_config_file_that_exits_is_an_error(tmp_path, capsys):
+    path = tmp_path / "exits.py"
+    path.write_text("raise SystemExit(0)\n")
+    err = one_line_error(["train", str(path)], capsys)
+    assert "failed to load: SystemExit: 0" in err
+
+
+@pytest.mark.parametrize("override", ["world_model.type=dreamerv3", "world_model={'type': 'dreamerv3'}"])
+def test_set_can_switch_a_components_type(override):
+    cfg = compose_config("pendulum_mbpo", sets=[override])
+    assert cfg.world_model.type == "dreamerv3" and "ensemble_size" not in cfg.world_model
+    assert cfg.world_model.rollout_length_scheduler.rollout_length == 15  # the new type's defaults
+
+
+def test_set_of_the_same_type_still_merges():
+    cfg = compose_config("pendulum_mbpo", sets=["world_model.type=mbpo", "world_model.train_freq=500"])
+    assert cfg.world_model.train_freq == 500 and cfg.world_model.rollout_batch_size == 10_000
+    with pytest.raises(ConfigError, match="unknown config key 'world_model.ensemble_sise'"):
+        compose_config("pendulum_mbpo", sets=["world_model.ensemble_sise=3"])

@@ -123,7 +123,7 @@ def test_weight_decay_is_half_the_decay_times_the_squared_weights() -> None:
             layer.weight.fill_(value)
             layer.bias.fill_(100.0)  # biases are not decayed
     expected = 0.5 * (0.1 * 4 * 3 * 32 * 1.0 + 0.2 * 4 * 32 * 32 * 4.0 + 0.3 * 4 * 32 * 4 * 9.0)
-    assert float(ensemble.weight_decay_loss([0.1, 0.2, 0.3])) == pytest.approx(expected)
+    assert ensemble.weight_decay_loss([0.1, 0.2, 0.3]).item() == pytest.approx(expected)
 
 
 def test_members_share_no_gradient() -> None:

@@ -31,6 +31,7 @@ class SerialCollector:
         self.envs = make_vector_env(env_cfg, self.env_num, cfg["vector"])
         self.envs.action_space.seed(seed)
         self.obs, _ = self.envs.reset(seed=[seed + i for i in range(self.env_num)])
+        check_finite(self.env_id, "at the first reset", observation=self.obs)
         self.discrete = hasattr(self.envs.single_action_space, "n")
         self.envstep = 0
         self.episode_return = np.zeros(self.env_num)

@@ -41,6 +41,7 @@ class Evaluator:
             EnvError: the env raised in ``step`` or returned a non-finite value.
         """
         obs, _ = env.reset(seed=seed)
+        check_finite(env_id, "at the reset of an evaluation episode", observation=obs)
         policy.reset(evaluation=True)
         total, length, done = 0.0, 0, False
         while not done:

@@ -139,7 +139,7 @@ class SerialPipeline:
                 "eval_episodes": self.cfg.evaluator.n_episodes,
                 "parameters": self.parameter_count(),
                 "stopped_by": None if self.stop_signal is None else signal.Signals(self.stop_signal).name,
-                "failure": failure}
+                "failure": failure, "checkpoint_step": self.last_saved_step}
 
     def parameter_count(self) -> int:
         """Trainable and target parameters of the policy and the world model."""
@@ -308,6 +308,7 @@ class SerialPipeline:
         pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir)
         pipeline.load_state_dict(state)
         step = int(state["env_step"])
+        pipeline.last_saved_step = step  # that checkpoint is on disk
         # The checkpoint at a step is written before that step's evaluation runs (an
         # iteration ends with the save, the next begins with the evaluation): a row at
         # the checkpoint's step that the resumed run will evaluate again is dropped, as

@@ -126,8 +126,12 @@ def _train_pipeline(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     result = _train_pipeline(args).run()
     if result["failure"] is not None:
-        print(f"worldmodels: error: {result['failure']} (run directory: {result['run_dir']}; "
-              f"its newest checkpoint can be resumed with --resume)", file=sys.stderr)
+        if result["checkpoint_step"] is None:
+            where = "no checkpoint was written before the failure, so the run starts again from the beginning"
+        else:
+            where = f"its checkpoint at env step {result['checkpoint_step']} can be resumed with --resume"
+        print(f"worldmodels: error: {result['failure']} (run directory: {result['run_dir']}; {where})",
+              file=sys.stderr)
         return 1
     if result["stopped_by"] is not None:
         print(f"stopped by {result['stopped_by']} at env step {result['env_steps']}; checkpoint saved. "

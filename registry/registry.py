@@ -36,7 +36,7 @@ def import_module_or_file(name: str) -> None:
     if not isinstance(name, str) or not name.strip():
         raise RegistryError(f"import_names: expected a module name or a .py path, got {name!r}")
     try:
-        if name.endswith(".py") or "/" in name or "\\" in name:
+        if is_plugin_file(name):
             _import_file(name)
         else:
             importlib.import_module(name)
@@ -51,7 +51,8 @@ def import_module_or_file(name: str) -> None:
 def _import_file(name: str) -> None:
     path = Path(name).expanduser().resolve()
     if not path.is_file():
-        raise RegistryError(f"import_names: plugin file '{name}' does not exist")
+        raise RegistryError(f"import_names: plugin file '{name}' does not exist (looked for '{path}'; a relative "
+                            "path counts from the config file that names it, or from the current folder for --set)")
     module_name = f"worldmodels_plugin_{path.stem}_{abs(hash(str(path))) % 10**8}"
     if module_name in sys.modules:
         return
@@ -115,6 +116,31 @@ def require_trust(cfg: Mapping, source: str, trusted: bool | Collection[str] = F
         raise UntrustedPluginError(
             f"{source} names plugin code that loading it would import and run: {', '.join(untrusted)}; if you "
             "trust it, pass --trust-plugins (trust_plugins=True from Python)")
+
+
+def is_plugin_file(name: str) -> bool:
+    """Whether an ``import_names`` entry is a file path (else a module name)."""
+    return name.endswith(".py") or "/" in name or "\\" in name
+
+
+def absolute_plugin_files(cfg: Any, base: Path) -> Any:
+    """``cfg`` with every relative plugin file path in an ``import_names`` made absolute from ``base``.
+
+    Module names and absolute paths are kept as they are.
+    """
+    if isinstance(cfg, Mapping):
+        result = {}
+        for key, value in cfg.items():
+            if key == "import_names" and value:
+                names = import_names_list(value)
+                result[key] = [str((base / Path(n).expanduser()).resolve()) if is_plugin_file(n) else n
+                               for n in names]
+            else:
+                result[key] = absolute_plugin_files(value, base)
+        return result
+    if isinstance(cfg, list):
+        return [absolute_plugin_files(item, base) for item in cfg]
+    return cfg
 
 
 def import_all(value: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from easydict import EasyDict
 
 from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY, closest_match
-from registry.registry import import_all
+from registry.registry import absolute_plugin_files, import_all
 from worldmodels.config import ConfigError, check_range, deep_update, merge_config
 from worldmodels.envs import VECTOR_MODES, check_env_id
 from worldmodels.utils import DEVICE_CHOICES
@@ -76,7 +76,9 @@ def load_config_file(name_or_path: str) -> tuple[dict, dict]:
     if not isinstance(config, Mapping):
         raise ConfigError(f"config file '{path}' must define a dict named 'config'")
     presets = getattr(module, "presets", {}) or {}
-    return copy.deepcopy(dict(config)), copy.deepcopy(dict(presets))
+    base = path.resolve().parent  # a relative plugin path counts from the config file that names it
+    return absolute_plugin_files(copy.deepcopy(dict(config)), base), absolute_plugin_files(
+        copy.deepcopy(dict(presets)), base)
 
 
 def parse_value(text: str) -> Any:
@@ -128,7 +130,7 @@ def compose_config(name_or_path: str, preset: str | None = None, sets: Iterable[
             valid = ", ".join(sorted(presets)) or "none"
             raise ConfigError(f"unknown preset {preset!r} for config {name_or_path!r} (presets: {valid})")
         config = _merge_overrides(config, presets[preset])
-    config = _merge_overrides(config, parse_overrides(sets))
+    config = _merge_overrides(config, absolute_plugin_files(parse_overrides(sets), Path.cwd()))
     if seed is not None:
         config["seed"] = seed
     if env_steps is not None:

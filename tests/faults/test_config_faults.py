@@ -43,3 +43,27 @@ def test_set_of_the_same_type_still_merges():
     assert cfg.world_model.train_freq == 500 and cfg.world_model.rollout_batch_size == 10_000
     with pytest.raises(ConfigError, match="unknown config key 'world_model.ensemble_sise'"):
         compose_config("pendulum_mbpo", sets=["world_model.ensemble_sise=3"])
+
+
+def test_plugin_files_resolve_from_the_config_file_and_are_stored_absolute(tmp_path, monkeypatch, capsys):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "my_policy.py").write_text(
+        "from policies.sac import SACPolicy\nfrom registry import POLICY_REGISTRY\n"
+        "POLICY_REGISTRY.register('sac_from_file', force=True)(type('SacFromFile', (SACPolicy,), {}))\n")
+    (project / "my_config.py").write_text(
+        "config = dict(exp_name='mine', env_steps=200, env=dict(id='Pendulum-v1'),\n"
+        "    collector=dict(warmup_steps=100), policy=dict(type='sac_from_file', hidden_sizes=[16, 16],\n"
+        "    import_names=['my_policy.py']), learner=dict(batch_size=16),\n"
+        "    evaluator=dict(eval_freq=100, n_episodes=1))\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", str(project / "my_config.py"), "--no-progress", "--out", str(tmp_path / "runs")]) == 0
+    run_dir = next((tmp_path / "runs" / "mine").iterdir())
+    assert str(project / "my_policy.py") in (run_dir / "config.json").read_text()
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", str(run_dir), "--episodes", "1", "--trust-plugins"]) == 0
+    capsys.readouterr()
+    err = one_line_error(["config", "pendulum_sac", "--set", "policy.import_names=['missing.py']"], capsys)
+    assert f"looked for '{tmp_path / 'missing.py'}'" in err

@@ -6,7 +6,7 @@ import pytest
 
 from registry import UntrustedPluginError, plugin_names, require_trust
 from workers.agent import load_agent
-from workers.checkpoint import load_checkpoint, save_checkpoint
+from workers.checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
 from workers.compare import compare
 from worldmodels.cli import main
 
@@ -24,7 +24,9 @@ def planted_run(tmp_path, capsys):
     config = json.loads(state["config"])
     config["buffer"]["import_names"] = [str(evil)]
     state["config"] = json.dumps(config)
+    state["fingerprint"] = config_fingerprint(state["config"])  # a careful attacker keeps it consistent
     save_checkpoint(state, run_dir / "checkpoint.pt")
+    (run_dir / "config.json").write_text(json.dumps(config))
     capsys.readouterr()
     return run_dir, evil, marker
 

@@ -215,9 +215,11 @@ class Registry:
             valid = self.names()
             hint = closest_match(name, valid)
             hint_text = f"; did you mean '{hint}'?" if hint else ""
+            failed = "".join(f"; {message}" for message in _failed_entry_points.values())
             raise RegistryError(
                 f"unknown {self.kind} type {name!r}{hint_text} "
-                f"(registered: {', '.join(valid) or 'none'})"
+                f"(registered: {', '.join(valid) or 'none'}; a type of your own is registered by the module "
+                f"or file its config names in import_names, or by an installed plugin{failed})"
             )
         return self._entries[name]
 
@@ -247,6 +249,7 @@ def _describe(obj: Any) -> str:
 
 
 _loaded_entry_points: set[str] = set()
+_failed_entry_points: dict[str, str] = {}  # plugin name -> why it failed to load
 
 
 def load_entry_points() -> None:
@@ -258,7 +261,7 @@ def load_entry_points() -> None:
         _loaded_entry_points.add(key)
         try:
             entry_point.load()
-        except Exception as err:  # a broken plugin must not hide the others
-            raise RegistryError(
-                f"plugin '{entry_point.name}' ({entry_point.value}) failed to load: {err}"
-            ) from err
+        except Exception as err:  # a broken plugin must not hide the others: skip it, say so once
+            message = f"plugin '{entry_point.name}' ({entry_point.value}) failed to load: {type(err).__name__}: {err}"
+            _failed_entry_points[entry_point.name] = message
+            print(f"warning: {message}; skipped", file=sys.stderr, flush=True)

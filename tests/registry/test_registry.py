@@ -138,3 +138,23 @@ def test_builtins_listed_without_importing_them_first():
 
 def test_schedules_registered():
     assert {"linear", "constant"} <= set(SCHEDULE_REGISTRY.names())
+
+
+def test_a_broken_plugin_is_skipped_with_one_warning_and_named_when_a_type_is_missing(monkeypatch, capsys):
+    def broken():
+        raise ImportError("no module named 'torch_extra'")
+
+    def healthy():
+        WORLD_MODEL_REGISTRY.register("test_healthy_plugin_model", object, force=True)
+
+    plugins = [FakeEntryPoint("broken_pkg", "broken_pkg.models", broken),
+               FakeEntryPoint("healthy_pkg", "healthy_pkg.models", healthy)]
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda group=None: plugins if group == registry_module.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(registry_module, "_failed_entry_points", {})
+    assert WORLD_MODEL_REGISTRY.get("test_healthy_plugin_model") is object
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["warning: plugin 'broken_pkg' (broken_pkg.models) failed to load: ImportError: "
+                   "no module named 'torch_extra'; skipped"]
+    with pytest.raises(RegistryError, match=r"import_names, or by an installed plugin; plugin 'broken_pkg'"):
+        WORLD_MODEL_REGISTRY.get("my_linear")

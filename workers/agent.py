@@ -82,9 +82,15 @@ def load_agent(run_dir: str | Path, device: str = "cpu", trust_plugins: bool = F
         world_model = None
         if cfg.world_model is not None:
             world_model = WORLD_MODEL_REGISTRY.build(cfg.world_model, env, None, seed=cfg.seed)
-            world_model.load_state_dict(state["world_model"])
         policy = POLICY_REGISTRY.build(cfg.policy, env, world_model=world_model, seed=cfg.seed)
-        policy.load_state_dict(state["policy"])
     finally:
         env.close()
+    try:
+        if world_model is not None:
+            world_model.load_state_dict(state["world_model"])
+        policy.load_state_dict(state["policy"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:  # shapes or contents that do not fit
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint '{path}' does not fit its config ({type(err).__name__}: "
+                              f"{first_line})") from None
     return Agent(policy, world_model, cfg)

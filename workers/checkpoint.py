@@ -41,7 +41,13 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt ({type(err).__name__}: {err})") from None
+        text = str(err).strip()
+        if "Weights only load failed" in text:  # torch's advice to load unsafely is not for us
+            reason = "not a checkpoint of tensors and plain values"
+        else:
+            reason = (text.splitlines() or [""])[0]
+        raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt ({type(err).__name__}: "
+                              f"{reason})") from None
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"'{path}' is not a worldmodels checkpoint")
     return state
@@ -89,3 +95,42 @@ def check_identity(state: Mapping, path: Path, run_config: Any) -> None:
         raise CheckpointError(f"checkpoint '{path}' belongs to another config than its run's config.json: "
                               f"{difference} (checkpoint vs config.json); restore config.json or use the run "
                               "the checkpoint came from")
+
+
+# Top-level entries of a pipeline checkpoint and the types they must have.
+REQUIRED = {"format": int, "config": str, "env_step": int, "pipeline": dict, "logger_latest": dict,
+            "learner": dict, "policy": dict, "collector": dict, "torch_rng": torch.Tensor}
+OPTIONAL = {"world_model": dict, "env_buffer": dict, "img_buffer": dict, "fingerprint": str}
+PIPELINE_KEYS = ("next_eval_step", "next_checkpoint_step", "off_schedule_eval", "last_eval", "wall_time")
+
+
+def validate_checkpoint(state: Mapping, path: Path) -> None:
+    """Check a loaded checkpoint's structure before anything uses it.
+
+    Raises:
+        CheckpointError: naming the first missing or ill-typed entry.
+    """
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint '{path}' is not a complete pipeline checkpoint ({what})")
+
+    for key, kind in REQUIRED.items():
+        if key not in state:
+            raise bad(f"no '{key}'")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool) and kind is int:
+            raise bad(f"'{key}' is a {type(state[key]).__name__}, not a {kind.__name__}")
+    for key, kind in OPTIONAL.items():
+        if state.get(key) is not None and not isinstance(state[key], kind):
+            raise bad(f"'{key}' is a {type(state[key]).__name__}, not a {kind.__name__}")
+    if state["format"] > FORMAT:
+        raise bad(f"format {state['format']} is newer than this version's {FORMAT}: upgrade worldmodels")
+    try:
+        config = json.loads(state["config"])
+    except json.JSONDecodeError:
+        raise bad("its config is not valid JSON") from None
+    if not isinstance(config, dict) or "env_steps" not in config:
+        raise bad("its config is not a run config")
+    missing = [key for key in PIPELINE_KEYS if key not in state["pipeline"]]
+    if missing:
+        raise bad(f"pipeline state lacks {', '.join(missing)}")
+    if state["env_step"] < 0:
+        raise bad(f"env_step {state['env_step']} is negative")

@@ -21,6 +21,7 @@ from workers.checkpoint import (
     config_fingerprint,
     load_checkpoint,
     save_checkpoint,
+    validate_checkpoint,
 )
 from workers.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from workers.collector import SerialCollector
@@ -290,15 +291,33 @@ class SerialPipeline:
             UntrustedPluginError: the run names plugin code that is not trusted.
         """
         run_dir = Path(run_dir)
+        if not run_dir.exists():
+            raise CheckpointError(f"run directory '{run_dir}' does not exist")
         if not (run_dir / "config.json").is_file():
             raise CheckpointError(f"'{run_dir}' is not a run directory (no config.json)")
-        state, path = load_latest_checkpoint(run_dir)
-        cfg = json.loads(state["config"])
-        require_trust(cfg, f"the run in '{run_dir}'", trust_plugins)
         try:
             run_config = json.loads((run_dir / "config.json").read_text())
         except json.JSONDecodeError as err:
             raise CheckpointError(f"'{run_dir / 'config.json'}' is not valid JSON ({err})") from None
+        errors = []
+        for path in checkpoint_paths(run_dir):
+            if not path.exists():
+                continue
+            try:
+                return cls._resume_from(path, run_dir, run_config, env_steps, show_progress, trust_plugins)
+            except CheckpointError as err:  # damaged, foreign or not fitting: an older one may do
+                errors.append(str(err))
+                print(f"warning: {err}; trying an older checkpoint", flush=True)
+        raise CheckpointError(f"cannot resume '{run_dir}': {'; '.join(errors) or 'no checkpoint found'}")
+
+    @classmethod
+    def _resume_from(cls, path: Path, run_dir: Path, run_config: Any, env_steps: int | None, show_progress: bool,
+                     trust_plugins: bool | Collection[str]) -> SerialPipeline:
+        """A pipeline restored from the checkpoint at ``path`` (see ``resume``)."""
+        state = load_checkpoint(path)
+        validate_checkpoint(state, path)
+        cfg = json.loads(state["config"])
+        require_trust(cfg, f"the run in '{run_dir}'", trust_plugins)
         check_identity(state, path, run_config)
         if env_steps is not None:
             cfg["env_steps"] = int(env_steps)
@@ -306,7 +325,16 @@ class SerialPipeline:
             raise ConfigError(f"the run in '{run_dir}' stopped at env step {state['env_step']}, at or past its "
                               f"budget of {cfg['env_steps']}; pass --env-steps with a larger total to continue")
         pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir)
-        pipeline.load_state_dict(state)
+        try:
+            pipeline.load_state_dict(state)
+        except ConfigError:
+            raise
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:  # shapes or contents that do not fit
+            pipeline.collector.close()
+            pipeline.evaluator.close()
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"checkpoint '{path}' does not fit its config ({type(err).__name__}: "
+                                  f"{first_line})") from None
         step = int(state["env_step"])
         pipeline.last_saved_step = step  # that checkpoint is on disk
         # The checkpoint at a step is written before that step's evaluation runs (an
@@ -357,7 +385,9 @@ def load_latest_checkpoint(run_dir: Path) -> tuple[dict, Path]:
         if not path.exists():
             continue
         try:
-            return load_checkpoint(path), path
+            state = load_checkpoint(path)
+            validate_checkpoint(state, path)
+            return state, path
         except CheckpointError as err:
             errors.append(str(err))
             print(f"warning: {err}; trying an older checkpoint", flush=True)

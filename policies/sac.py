@@ -91,7 +91,7 @@ class SACPolicy(Policy):
         super().__init__(cfg, env_spec, world_model=world_model, seed=seed, logger=logger)
         space = self.action_space
         if not hasattr(space, "low") or len(space.shape) != 1:
-            raise ConfigError(f"policy 'sac' needs a 1-D continuous (Box) action space, got {space}")
+            raise ConfigError(f"policy '{self.cfg.type}' needs a 1-D continuous (Box) action space, got {space}")
         c = self.cfg
         self.check_config(c)
         obs_dim = int(np.prod(self.observation_space.shape))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from registry import ALL_REGISTRIES, RegistryError
 from workers.checkpoint import CheckpointError
+from worldmodels import __version__
 from worldmodels.config import ConfigError, to_plain
 
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, RegistryError, CheckpointError)
@@ -58,10 +59,17 @@ DREAM_STEPS = 50  # steps of the episode --dream shows
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="worldmodels", description="Model-based reinforcement learning from config files.")
+    parser.add_argument("--version", action="version", version=f"worldmodels {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    train = commands.add_parser("train", help="train an agent from a config")
+    train = commands.add_parser(
+        "train", help="train an agent from a config", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="every shipped config has a 'debug' preset that runs in seconds; examples:\n"
+               "  worldmodels train pendulum_mbpo\n"
+               "  worldmodels train pendulum_sac --preset debug --seed 1 --env-steps 600\n"
+               "  worldmodels train dmc_cartpole_swingup_sac --set env.id=dm_control/reacher-easy-v0\n"
+               "  worldmodels train --resume runs/pendulum_mbpo/<stamp>_s0 --env-steps 10000")
     _add_config_args(train, optional=True)
     train.add_argument("--resume", metavar="RUN_DIR", default=None,
                        help="continue a stopped run from its newest checkpoint (with --env-steps: a new total)")
@@ -260,8 +268,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     from worldmodels.experiment import shipped_config_names
 
     print("configs: " + ", ".join(shipped_config_names()))
+    labels = {"env": "env (wrappers for env.wrappers, and termination:<Env> functions for imagined rollouts)"}
     for kind, registry in ALL_REGISTRIES.items():
-        print(f"{kind}: " + (", ".join(registry.names()) or "(none)"))
+        print(f"{labels.get(kind, kind)}: " + (", ".join(registry.names()) or "(none)"))
     print("envs: any gymnasium id (e.g. Pendulum-v1, HalfCheetah-v5), and the DeepMind Control Suite as "
           "dm_control/<domain>-<task>-v0 (e.g. dm_control/cartpole-swingup-v0); its domains and tasks:")
     for domain, tasks in domains().items():

@@ -73,13 +73,22 @@ def action_repeat(env_cfg: Mapping) -> int:
     return int(env_cfg.get("action_repeat") or 1)
 
 
+def _capped_limit(env_id: str, limit: int) -> int:
+    """``env.max_episode_steps`` shortens an env's own time limit, never lengthens it (a debug
+    preset's limit must not stretch a short task)."""
+    if is_dmc_id(env_id):
+        return limit
+    registered = gym.spec(env_id).max_episode_steps
+    return min(limit, registered) if registered else limit
+
+
 def make_env(env_cfg: Mapping, render_mode: str | None = None) -> gym.Env:
     """One gymnasium env from an ``env`` config section (id, kwargs, max_episode_steps,
     action_repeat, wrappers)."""
     env_id = check_env_id(env_cfg["id"])
     kwargs = dict(env_cfg.get("kwargs") or {})
     if env_cfg.get("max_episode_steps"):
-        kwargs["max_episode_steps"] = int(env_cfg["max_episode_steps"])
+        kwargs["max_episode_steps"] = _capped_limit(env_id, int(env_cfg["max_episode_steps"]))
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     repeat = action_repeat(env_cfg)

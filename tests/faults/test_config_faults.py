@@ -67,3 +67,27 @@ def test_plugin_files_resolve_from_the_config_file_and_are_stored_absolute(tmp_p
     capsys.readouterr()
     err = one_line_error(["config", "pendulum_sac", "--set", "policy.import_names=['missing.py']"], capsys)
     assert f"looked for '{tmp_path / 'missing.py'}'" in err
+
+
+def test_max_episode_steps_shortens_an_env_but_never_lengthens_it():
+    from worldmodels.envs import make_env
+
+    for limit, expected in ((100, 50), (20, 20)):
+        env = make_env({"id": "Reacher-v5", "max_episode_steps": limit})
+        env.reset(seed=0)
+        steps, done = 0, False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            steps, done = steps + 1, terminated or truncated
+        assert steps == expected
+
+
+def test_a_policy_names_its_own_type_when_the_action_space_does_not_fit(capsys):
+    err = one_line_error(["train", "pendulum_steve", "--preset", "debug", "--set", "env.id=Acrobot-v1"], capsys)
+    assert "policy 'mbsac' needs a 1-D continuous (Box) action space" in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == "worldmodels 0.1.0"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
 import time
 from collections.abc import Collection, Mapping
@@ -74,6 +75,7 @@ class SerialPipeline:
             self.world_model = WORLD_MODEL_REGISTRY.build(cfg.world_model, env_spec, self.logger, seed=cfg.seed)
         self.policy = POLICY_REGISTRY.build(cfg.policy, env_spec, world_model=self.world_model, seed=cfg.seed,
                                             logger=self.logger)
+        self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(out_dir, cfg.exp_name, cfg.seed)
         self.env_buffer = self._make_env_buffer(env_spec)
         self.img_buffer = None
         if isinstance(self.world_model, DynaWorldModel):
@@ -83,7 +85,6 @@ class SerialPipeline:
                                self.logger, start_step=cfg.collector.warmup_steps)
         self.next_eval_step = 0
         self.next_checkpoint_step = cfg.checkpoint_every or None
-        self.run_dir: Path | None = None if run_dir is None else Path(run_dir)
         self.last_eval: dict[str, float] = {}
         self.off_schedule_eval = False  # the last evaluation was the budget's, not the schedule's
         self.stop_signal: int | None = None
@@ -91,11 +92,19 @@ class SerialPipeline:
         self.last_saved_step: int | None = None
 
     def _make_env_buffer(self, env_spec: Any) -> Any:
+        """The env replay buffer; a disk buffer with no ``directory`` of its own keeps its files
+        in the run directory's ``replay/``, where a later resume removes what a killed run left."""
         obs_shape, obs_dtype = space_storage(env_spec.observation_space)
         action_shape, action_dtype = space_storage(env_spec.action_space)
         env_num = self.cfg.collector.env_num
         capacity = max(env_num, self.cfg.buffer.capacity // env_num * env_num)
-        return BUFFER_REGISTRY.build(self.cfg.buffer, capacity=capacity, obs_shape=obs_shape,
+        buffer_cfg = self.cfg.buffer
+        if buffer_cfg.get("storage") == "disk" and buffer_cfg.get("directory") is None:
+            replay = self.run_dir / "replay"
+            shutil.rmtree(replay, ignore_errors=True)  # files of a run that was killed
+            replay.mkdir()
+            buffer_cfg = dict(buffer_cfg, directory=str(replay))
+        return BUFFER_REGISTRY.build(buffer_cfg, capacity=capacity, obs_shape=obs_shape,
                                      action_shape=action_shape, obs_dtype=obs_dtype,
                                      action_dtype=action_dtype, seed=self.cfg.seed)
 
@@ -148,8 +157,6 @@ class SerialPipeline:
         return count + (self.world_model.parameter_count() if self.world_model is not None else 0)
 
     def _open_run_dir(self) -> None:
-        if self.run_dir is None:
-            self.run_dir = make_run_dir(self.out_dir, self.cfg.exp_name, self.cfg.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "config.json", "w") as handle:
             json.dump(to_plain(self.cfg), handle, indent=2)

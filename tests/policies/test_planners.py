@@ -86,6 +86,34 @@ def test_returns_are_discounted_and_stop_at_a_predicted_termination():
     torch.testing.assert_close(returns, torch.full((1, 4), 1 + 0.5))  # steps 0 and 1, then terminated
 
 
+def test_value_bootstrap_is_added_only_to_candidates_that_did_not_terminate():
+    class TerminatingWithValue(QuadraticModel):
+        def step(self, obs, action):  # pays 1 per step; done on arriving at state 2
+            return torch.ones(obs.shape[0]), obs + 1, (obs[:, 0] + 1) == 2
+
+        def value(self, state, generator=None):
+            return torch.full((state.shape[0],), 100.0)
+
+    policy = planner("cem", TerminatingWithValue(), horizon=3, gamma=0.5, candidates=2, elites=1,
+                     value_bootstrap=True)
+    returns = policy.evaluate(torch.tensor([[0.0], [10.0]]), torch.zeros(2, 2, 3, 2))
+    expected = torch.tensor([1 + 0.5, 1 + 0.5 + 0.25 + 0.125 * 100])  # row 0 terminates at step 1
+    torch.testing.assert_close(returns, expected[:, None].expand(2, 2))
+
+
+def test_mppi_refits_to_elites_weighted_by_exp_temperature_times_return():
+    policy = planner("mppi", QuadraticModel(), temperature=2.0, min_std=0.0, elites=3)
+    elites = torch.tensor([0.0, 1.0, 0.5])[None, :, None, None].expand(1, 3, 3, 2)
+    returns = torch.tensor([[3.0, 2.0, 1.0]])  # best first
+    raw = [math.exp(2.0 * (r - 3.0)) for r in (3.0, 2.0, 1.0)]
+    weights = [w / sum(raw) for w in raw]
+    mean = sum(w * e for w, e in zip(weights, (0.0, 1.0, 0.5), strict=True))
+    std = math.sqrt(sum(w * (e - mean) ** 2 for w, e in zip(weights, (0.0, 1.0, 0.5), strict=True)))
+    new_mean, new_std = policy.refit(torch.zeros(1, 3, 2), torch.ones(1, 3, 2), elites, returns)
+    torch.testing.assert_close(new_mean, torch.full((1, 3, 2), mean))
+    torch.testing.assert_close(new_std, torch.full((1, 3, 2), std))
+
+
 def test_warm_start_shifts_the_plan_and_resets_at_episode_start():
     policy = planner("cem", QuadraticModel(), horizon=4)
     captured = {}
@@ -144,6 +172,15 @@ def test_icem_carries_elites_to_the_next_step_shifted():
     kept = policy.kept["act"]
     assert kept.shape == (1, 2, 4, 2)
     torch.testing.assert_close(kept[:, :, 3], torch.zeros(1, 2, 2))
+
+
+def test_icem_carries_the_best_elites():
+    policy = planner("icem", QuadraticModel(), horizon=2, keep_elites=0.2, elites=10, candidates=10)
+    sequences = torch.arange(10.0)[None, :, None, None].expand(1, 10, 2, 2)
+    returns = torch.tensor([[3.0, 9.0, 0.0, 5.0, 1.0, 8.0, 2.0, 7.0, 4.0, 6.0]])
+    _, elites = policy.select_elites(sequences, returns)
+    kept = policy.carry(elites)
+    assert kept[0, :, 0, 0].tolist() == [1.0, 5.0]  # the candidates of returns 9 and 8
 
 
 def test_colored_noise_is_unit_variance_and_smoother_with_a_larger_exponent():

@@ -5,7 +5,14 @@ import shutil
 
 import pytest
 
-from workers.checkpoint import CheckpointError, check_identity, first_difference, load_checkpoint, save_checkpoint
+from workers.checkpoint import (
+    CheckpointError,
+    check_identity,
+    config_fingerprint,
+    first_difference,
+    load_checkpoint,
+    save_checkpoint,
+)
 from worldmodels.cli import main
 
 
@@ -63,5 +70,17 @@ def test_first_difference_names_the_dotted_key():
     assert first_difference({"a": {"b": 1, "c": [1]}}, {"a": {"b": 1, "c": [2]}}) == "a.c ([1] vs [2])"
     assert first_difference({"a": 1}, {"a": 1, "z": 2}) == "z (missing vs 2)"
     assert first_difference({"env_steps": 1, "a": 1}, {"env_steps": 2, "a": 1}) is None
+    # only the run's own budget may change: a section's env_steps is a setting like any other
+    assert first_difference({"b": {"env_steps": 1}}, {"b": {"env_steps": 2}}) == "b.env_steps (1 vs 2)"
     with pytest.raises(CheckpointError, match="altered"):
         check_identity({"config": json.dumps({"a": 1}), "fingerprint": "0" * 64}, "x", {"a": 1})
+
+
+def test_the_fingerprint_covers_every_key_but_the_budget():
+    config = {"exp_name": "run", "seed": 0, "num_threads": 1, "env_steps": 300, "env": {"id": "Pendulum-v1"},
+              "policy": {"type": "sac", "gamma": 0.99}}
+    fingerprint = config_fingerprint(json.dumps(config))
+    assert config_fingerprint(json.dumps({**config, "env_steps": 600})) == fingerprint
+    for key, value in [("exp_name", "other"), ("seed", 1), ("num_threads", 2), ("env", {"id": "Hopper-v5"}),
+                       ("policy", {"type": "sac", "gamma": 0.5})]:
+        assert config_fingerprint(json.dumps({**config, key: value})) != fingerprint, key

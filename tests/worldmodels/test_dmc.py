@@ -36,7 +36,7 @@ def test_cartpole_observation_order_position_then_velocity():
     np.testing.assert_allclose(obs, np.concatenate([p.bounded_position(), p.velocity()]), rtol=1e-6)
 
 
-@pytest.mark.parametrize("repeat,agent_steps", [(1, 1000), (2, 500), (4, 250)])
+@pytest.mark.parametrize("repeat,agent_steps", [(1, 1000), (2, 500), (4, 250), (3, 334)])
 def test_time_limit_is_truncation_after_1000_control_steps(repeat, agent_steps):
     env = make_env({"id": CARTPOLE, "action_repeat": repeat})
     env.reset(seed=0)

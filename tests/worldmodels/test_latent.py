@@ -164,8 +164,9 @@ def test_rho_weighted_mean_by_hand():
 
 
 def test_consistency_loss_weights_each_rollout_step_by_rho_to_the_t():
-    wm = model(horizon_k=2, rho=0.25, batch_size=8)
+    wm = model(horizon_k=2, rho=0.25, batch_size=64)
     batch = wm.sample(episode_buffer({3: "terminated", 9: "truncated"}))
+    assert 0 < float(batch["valid"][1].sum()) < 64  # some second steps are past an episode's end
     targets = wm.targets(batch)
     _, metrics, _ = wm.loss(batch, targets)
     with torch.no_grad():
@@ -178,6 +179,17 @@ def test_consistency_loss_weights_each_rollout_step_by_rho_to_the_t():
     valid = batch["valid"]
     expected = ((valid[0] * errors[0]).mean() + 0.25 * (valid[1] * errors[1]).mean()) / 2
     assert metrics["consistency_loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_polyak_update_moves_the_target_qs_by_tau():
+    wm = model(tau=0.1)
+    with torch.no_grad():
+        for online in wm.q_ensemble.parameters():
+            online.add_(torch.randn_like(online))
+    before = [p.clone() for p in wm.target_q.parameters()]
+    wm.polyak_update()
+    for old, new, online in zip(before, wm.target_q.parameters(), wm.q_ensemble.parameters(), strict=True):
+        torch.testing.assert_close(new, old + 0.1 * (online - old))
 
 
 # -- value and planning -------------------------------------------------------------------

@@ -18,14 +18,24 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically: a temporary file, flushed, then renamed."""
+    """Write ``state`` to ``path`` atomically: a temporary file, flushed, then renamed.
+
+    Raises:
+        CheckpointError: the file could not be written (the temporary file is removed).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except (OSError, RuntimeError) as err:  # disk full, say: no partial file may stay behind
+        tmp.unlink(missing_ok=True)
+        reason = getattr(err, "strerror", None) or (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"cannot write checkpoint '{path}': {reason}; the previous checkpoint is "
+                              "kept") from None
     return path
 
 

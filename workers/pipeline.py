@@ -194,8 +194,8 @@ class SerialPipeline:
         self.learner.train(envstep, new_steps)
         self.logger.advance(envstep)
         if self.next_checkpoint_step is not None and envstep >= self.next_checkpoint_step:
+            self.next_checkpoint_step += self.cfg.checkpoint_every  # before saving: the checkpoint holds it
             self.save()
-            self.next_checkpoint_step += self.cfg.checkpoint_every
 
     def world_model_step(self, envstep: int) -> None:
         """Let the world model train, evaluate and (Dyna) imagine as its schedule says."""
@@ -281,8 +281,9 @@ class SerialPipeline:
 
     def save(self) -> Path:
         """Write ``checkpoint.pt`` atomically, keeping the previous ones in ``checkpoints/``."""
+        path = rotate_and_save(self.state_dict(), self.run_dir, self.cfg.keep_checkpoints)
         self.last_saved_step = self.collector.envstep
-        return rotate_and_save(self.state_dict(), self.run_dir, self.cfg.keep_checkpoints)
+        return path
 
     @classmethod
     def resume(cls, run_dir: str | Path, env_steps: int | None = None, show_progress: bool = True,
@@ -306,6 +307,7 @@ class SerialPipeline:
             run_config = json.loads((run_dir / "config.json").read_text())
         except json.JSONDecodeError as err:
             raise CheckpointError(f"'{run_dir / 'config.json'}' is not valid JSON ({err})") from None
+        finish_interrupted_write(run_dir, int(run_config.get("keep_checkpoints", 1)))
         errors = []
         for path in checkpoint_paths(run_dir):
             if not path.exists():
@@ -355,10 +357,12 @@ class SerialPipeline:
 
 
 def checkpoint_paths(run_dir: Path) -> list[Path]:
-    """``checkpoint.pt`` then the kept older checkpoints, newest first."""
+    """Checkpoints newest first: a complete ``.checkpoint.pt.new`` that a kill left between the
+    two renames of a write, ``checkpoint.pt``, then the kept older ones."""
     older = sorted((run_dir / "checkpoints").glob("checkpoint_*.pt"),
                    key=lambda p: int(p.stem.split("_")[-1]), reverse=True)
-    return [run_dir / CHECKPOINT_NAME, *older]
+    pending = run_dir / f".{CHECKPOINT_NAME}.new"  # written and renamed into place only once complete
+    return [*([pending] if pending.exists() else []), run_dir / CHECKPOINT_NAME, *older]
 
 
 def rotate_and_save(state: dict, run_dir: Path, keep: int) -> Path:
@@ -375,6 +379,27 @@ def rotate_and_save(state: dict, run_dir: Path, keep: int) -> Path:
     for stale in checkpoint_paths(run_dir)[max(keep, 1):]:
         stale.unlink(missing_ok=True)
     return latest
+
+
+def finish_interrupted_write(run_dir: Path, keep: int) -> None:
+    """Complete a checkpoint write that a kill cut between its two renames: a complete
+    ``.checkpoint.pt.new`` takes ``checkpoint.pt``'s place (which moves to ``checkpoints/``);
+    one that does not load is removed."""
+    pending = run_dir / f".{CHECKPOINT_NAME}.new"
+    if not pending.exists():
+        return
+    try:
+        validate_checkpoint(load_checkpoint(pending), pending)
+    except CheckpointError as err:
+        print(f"warning: {err}; removed", flush=True)
+        pending.unlink()
+        return
+    latest = run_dir / CHECKPOINT_NAME
+    previous = load_step(latest) if latest.exists() else None
+    if previous is not None and keep > 1:
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        latest.replace(run_dir / "checkpoints" / f"checkpoint_{previous}.pt")
+    pending.replace(latest)
 
 
 def load_step(path: Path) -> int | None:

@@ -33,3 +33,11 @@ def test_mutation_list_matches_the_code():
                               ("tests/worldmodels/test_steve.py",))
     with pytest.raises(ValueError, match="'moved': the original snippet is not in worldmodels/steve.py"):
         mutation.check_all((moved,))
+
+
+def test_planning_script_reports_the_cost_of_a_call(capsys):
+    import planning
+
+    assert planning.main(["pendulum_pets", "--preset", "debug", "--calls", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "ms per planning call: median" in out and "matmul share of the profiled time" in out

@@ -1,0 +1,93 @@
+"""Cost of one planning call: milliseconds per ``policy.act`` of a planner config, and the share
+of that time spent in matrix multiplies (from the PyTorch profiler).
+
+    python benchmarks/planning.py dmc_walker_walk_tdmpc          # TD-MPC2's planner size
+    python benchmarks/planning.py pendulum_pets --calls 20 [--set policy.candidates=300]
+
+The world model is built untrained (planning cost does not depend on the weights) and the
+planner plans from real observations of the config's env. Torch runs on ``--threads``
+threads (1 by default, as every run here).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear")
+
+
+def build(config: str, sets: Sequence[str], preset: str | None = None) -> tuple:
+    from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
+    from worldmodels.envs import make_env
+    from worldmodels.experiment import compose_config
+
+    cfg = compose_config(config, preset, list(sets), 0, None)
+    env = make_env(cfg.env)
+    model = WORLD_MODEL_REGISTRY.build(cfg.world_model, env, None, seed=0)
+    policy = POLICY_REGISTRY.build(cfg.policy, env, world_model=model, seed=0)
+    observations = []
+    obs, _ = env.reset(seed=0)
+    for _ in range(16):
+        observations.append(torch.as_tensor(obs, dtype=torch.float32)[None])
+        obs, *_ = env.step(env.action_space.sample())
+    env.close()
+    return cfg, policy, observations
+
+
+def time_calls(policy, observations: list[torch.Tensor], calls: int) -> list[float]:
+    """Seconds of each of ``calls`` planning calls (after two warm-up calls)."""
+    for obs in observations[:2]:
+        policy.act(obs)
+    seconds = []
+    for i in range(calls):
+        start = time.perf_counter()
+        policy.act(observations[i % len(observations)])
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def matmul_share(policy, observations: list[torch.Tensor], calls: int) -> tuple[float, list[tuple[str, float]]]:
+    """Share of the profiled self CPU time spent in matmul ops, and the five costliest ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(calls):
+            policy.act(observations[i % len(observations)])
+    totals: dict[str, float] = {}
+    for event in prof.key_averages():
+        totals[event.key] = totals.get(event.key, 0.0) + event.self_cpu_time_total
+    overall = sum(totals.values()) or 1.0
+    matmul = sum(value for key, value in totals.items() if key in MATMUL_OPS)
+    top = sorted(totals.items(), key=lambda item: -item[1])[:5]
+    return matmul / overall, [(key, value / overall) for key, value in top]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("--set", dest="sets", action="append", default=[])
+    parser.add_argument("--preset", default=None)
+    parser.add_argument("--calls", type=int, default=30, help="timed planning calls")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg, policy, observations = build(args.config, args.sets, args.preset)
+    seconds = time_calls(policy, observations, args.calls)
+    share, top = matmul_share(policy, observations, max(3, args.calls // 3))
+    p = cfg.policy
+    print(f"{args.config}: {p.type}, {p.candidates} candidates, {p.iterations} iterations, horizon {p.horizon}, "
+          f"{p.elites} elites, {p.get('prior_candidates', 0)} prior candidates; {args.threads} thread(s)")
+    print(f"ms per planning call: median {1000 * statistics.median(seconds):.1f}, "
+          f"min {1000 * min(seconds):.1f}, max {1000 * max(seconds):.1f} over {len(seconds)} calls")
+    print(f"matmul share of the profiled time: {100 * share:.0f}%; costliest ops: "
+          + ", ".join(f"{key} {100 * value:.0f}%" for key, value in top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

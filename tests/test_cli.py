@@ -28,7 +28,7 @@ BAD_INPUTS = [
     (["train", "pendulum_sac", "--preset", "fast"], "unknown preset 'fast'"),
     (["train"], "train needs a CONFIG or --resume RUN_DIR"),
     (["train", "pendulum_sac", "--resume", "runs/x"], "--resume continues a run with its saved config"),
-    (["train", "--resume", "no/such/run"], "is not a run directory"),
+    (["train", "--resume", "no/such/run"], "run directory 'no/such/run' does not exist"),
     (["frobnicate"], "invalid choice"),
     (["config", "pendulum_sac", "--set", "collector.vector=threads"], "'collector.vector' must be one of"),
 ]

@@ -142,5 +142,12 @@ def validate_checkpoint(state: Mapping, path: Path) -> None:
     missing = [key for key in PIPELINE_KEYS if key not in state["pipeline"]]
     if missing:
         raise bad(f"pipeline state lacks {', '.join(missing)}")
+    pipeline = state["pipeline"]
+    kinds = {"next_eval_step": (int,), "next_checkpoint_step": (int, type(None)), "off_schedule_eval": (bool,),
+             "last_eval": (dict,), "wall_time": (int, float)}
+    for key, allowed in kinds.items():
+        value = pipeline[key]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise bad(f"pipeline '{key}' is a {type(value).__name__}")
     if state["env_step"] < 0:
         raise bad(f"env_step {state['env_step']} is negative")

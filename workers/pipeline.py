@@ -307,7 +307,10 @@ class SerialPipeline:
             run_config = json.loads((run_dir / "config.json").read_text())
         except json.JSONDecodeError as err:
             raise CheckpointError(f"'{run_dir / 'config.json'}' is not valid JSON ({err})") from None
-        finish_interrupted_write(run_dir, int(run_config.get("keep_checkpoints", 1)))
+        if not isinstance(run_config, dict):
+            raise CheckpointError(f"'{run_dir / 'config.json'}' is not a run config (a JSON object)")
+        keep = run_config.get("keep_checkpoints", 1)
+        finish_interrupted_write(run_dir, keep if isinstance(keep, int) else 1)
         errors = []
         for path in checkpoint_paths(run_dir):
             if not path.exists():
@@ -338,7 +341,7 @@ class SerialPipeline:
             pipeline.load_state_dict(state)
         except ConfigError:
             raise
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:  # shapes or contents that do not fit
+        except Exception as err:  # shapes or contents that do not fit: this checkpoint cannot be used
             pipeline.collector.close()
             pipeline.evaluator.close()
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -185,7 +185,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("dreamerv3-rollout-reward-of-departure", "worldmodels/dreamerv3.py",
              "rewards = self.predict_reward(states_seq[1:])", "rewards = self.predict_reward(states_seq[:-1])",
              "imagined rewards read at the state left instead of the state reached", (T_V3,)),
-    Mutation("dreamerv3-debt-not-paid", "worldmodels/dreamerv3.py",
+    Mutation("dreamerv3-debt-not-paid", "worldmodels/replay_ratio.py",
              "            self.update_debt -= count\n", "",
              "owed gradient steps are never paid off", (T_V3,)),
     Mutation("dreamerv3-action-scale", "worldmodels/dreamerv3.py",

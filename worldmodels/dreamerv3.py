@@ -36,6 +36,7 @@ from worldmodels.dreamer_nets import (
     norm_mlp,
     symexp,
 )
+from worldmodels.replay_ratio import ReplayRatioTraining
 from worldmodels.rssm import RSSM, Observed
 from worldmodels.utils import check_rank, frozen, seeded_init
 
@@ -107,7 +108,7 @@ class ActionCodec:
 
 
 @WORLD_MODEL_REGISTRY.register("dreamerv3")
-class DreamerV3WorldModel(DreamWorldModel):
+class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
     """DreamerV3's world model; see the module docstring.
 
     The model trains ``replay_ratio`` gradient steps per env step (owed steps carry
@@ -183,13 +184,9 @@ class DreamerV3WorldModel(DreamWorldModel):
         self.nets.to(self.device)
         self.feature_dim = feature_dim
         self.optimizers["model"] = torch.optim.Adam(self.nets.parameters(), lr=c.lr, eps=c.adam_eps)
-        self.trained_envstep: int | None = None  # env step of the latest train() call
-        self.update_debt = 0.0
-        self.gradient_steps = 0
+        self.init_replay_ratio()
         self.starts: torch.Tensor | None = None  # [N, F] posterior features of the latest batch
         self.start_continues: torch.Tensor | None = None  # [N] their continue labels
-        self._metric_sums: dict[str, float] = {}
-        self._metric_count = 0
 
     @property
     def action_dim(self) -> int:
@@ -205,53 +202,15 @@ class DreamerV3WorldModel(DreamWorldModel):
         return self
 
     # -- scheduling -----------------------------------------------------
-    def should_train(self, envstep: int) -> bool:
-        """True at every env step from ``learning_starts`` on; ``train`` does the owed steps."""
-        if envstep < self.cfg.learning_starts:
-            return False
-        self.last_train_envstep = envstep
-        return True
-
-    def owed_steps(self, envstep: int) -> int:
-        """Gradient steps owed at ``envstep``: ``pretrain_steps`` the first time, then
-        ``replay_ratio`` per env step since the previous call (fractions carry over)."""
-        if self.trained_envstep is None:
-            count = int(self.cfg.pretrain_steps)
-        else:
-            self.update_debt += (envstep - self.trained_envstep) * float(self.cfg.replay_ratio)
-            count = int(self.update_debt)
-            self.update_debt -= count
-        self.trained_envstep = envstep
-        return count
-
-    def ready(self, env_buffer: Any) -> bool:
-        """Whether ``env_buffer`` holds a full sequence per env slot."""
-        width = getattr(env_buffer, "row_width", 1) or 1
-        return width > 0 and len(env_buffer) >= self.cfg.sequence_length * width
+    @property
+    def sequence_length(self) -> int:
+        """Steps per sampled sequence."""
+        return int(self.cfg.sequence_length)
 
     # -- learning -------------------------------------------------------
-    def train(self, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
-        """The owed gradient steps on sequences from ``env_buffer``; metric means every
-        ``log_every`` gradient steps (else an empty dict)."""
-        if not self.ready(env_buffer):
-            return {}
-        for _ in range(self.owed_steps(envstep)):
-            batch = env_buffer.sample_sequences(self.cfg.batch_size, self.cfg.sequence_length, device=self.device)
-            self._accumulate(self.train_step(batch))
-        if self._metric_count >= self.cfg.log_every:
-            return self._pop_metrics()
-        return {}
-
-    def _accumulate(self, metrics: Metrics) -> None:
-        for key, value in metrics.items():
-            self._metric_sums[key] = self._metric_sums.get(key, 0.0) + value
-        self._metric_count += 1
-
-    def _pop_metrics(self) -> Metrics:
-        means = {key: value / self._metric_count for key, value in self._metric_sums.items()}
-        means["gradient_steps"] = float(self.gradient_steps)
-        self._metric_sums, self._metric_count = {}, 0
-        return means
+    def sample_batch(self, env_buffer: Any) -> dict[str, torch.Tensor]:
+        """A batch of ``batch_size`` sequences. Shapes: each field [T, B, ...]"""
+        return env_buffer.sample_sequences(self.cfg.batch_size, self.cfg.sequence_length, device=self.device)
 
     def train_step(self, batch: Mapping[str, torch.Tensor]) -> Metrics:
         """One gradient step on a sequence batch; keeps its posterior features as starts.
@@ -448,21 +407,13 @@ class DreamerV3WorldModel(DreamWorldModel):
         """The base state plus the training schedule, the pending metric sums and the latest
         imagination starts (so that a resumed run continues exactly)."""
         state = super().state_dict()
-        state.update(trained_envstep=-1 if self.trained_envstep is None else self.trained_envstep,
-                     update_debt=self.update_debt, gradient_steps=self.gradient_steps,
-                     starts=self.starts, start_continues=self.start_continues,
-                     metric_sums=dict(self._metric_sums), metric_count=self._metric_count)
+        state.update(self.replay_ratio_state(), starts=self.starts, start_continues=self.start_continues)
         return state
 
     def load_state_dict(self, state: Mapping) -> None:
         super().load_state_dict(state)
-        trained = int(state["trained_envstep"])
-        self.trained_envstep = None if trained < 0 else trained
-        self.update_debt = float(state["update_debt"])
-        self.gradient_steps = int(state["gradient_steps"])
+        self.load_replay_ratio_state(state)
         self.starts, self.start_continues = state.get("starts"), state.get("start_continues")
         if self.starts is not None:
             self.starts = self.starts.to(self.device)
             self.start_continues = self.start_continues.to(self.device)
-        self._metric_sums = dict(state.get("metric_sums", {}))
-        self._metric_count = int(state.get("metric_count", 0))

@@ -46,6 +46,7 @@ from registry import WORLD_MODEL_REGISTRY
 from worldmodels.base import DreamWorldModel, Metrics
 from worldmodels.config import ConfigError, check_range, check_sizes
 from worldmodels.dreamer_nets import TwoHot
+from worldmodels.replay_ratio import ReplayRatioTraining
 from worldmodels.termination import never_done, termination_fn
 from worldmodels.utils import check_rank, frozen, seeded_init
 
@@ -410,7 +411,7 @@ class Targets(NamedTuple):
 
 # -- the model ------------------------------------------------------------------
 @WORLD_MODEL_REGISTRY.register("latent")
-class LatentWorldModel(DreamWorldModel):
+class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
     """TD-MPC2's latent model; see the module docstring.
 
     Planners use ``encode``, ``imagine_step`` (``imagine_step_members`` with
@@ -477,11 +478,7 @@ class LatentWorldModel(DreamWorldModel):
             self._build_nets()
         self.nets.to(self.device)
         self._build_optimizers()
-        self.trained_envstep: int | None = None  # env step of the latest train() call
-        self.update_debt = 0.0
-        self.gradient_steps = 0
-        self._metric_sums: dict[str, float] = {}
-        self._metric_count = 0
+        self.init_replay_ratio()
 
     # -- construction ---------------------------------------------------
     def _check_config(self, c: Mapping) -> None:
@@ -773,30 +770,6 @@ class LatentWorldModel(DreamWorldModel):
         """Steps per sampled partial trajectory: ``horizon_k + n_step - 1``."""
         return int(self.cfg.horizon_k) + int(self.cfg.n_step) - 1
 
-    def should_train(self, envstep: int) -> bool:
-        """True at every env step from ``learning_starts`` on; ``train`` does the owed steps."""
-        if envstep < self.cfg.learning_starts:
-            return False
-        self.last_train_envstep = envstep
-        return True
-
-    def owed_steps(self, envstep: int) -> int:
-        """Gradient steps owed at ``envstep``: ``pretrain_steps`` the first time, then
-        ``replay_ratio`` per env step since the previous call (fractions carry over)."""
-        if self.trained_envstep is None:
-            count = int(self.cfg.pretrain_steps)
-        else:
-            self.update_debt += (envstep - self.trained_envstep) * float(self.cfg.replay_ratio)
-            count = int(self.update_debt)
-            self.update_debt -= count
-        self.trained_envstep = envstep
-        return count
-
-    def ready(self, env_buffer: Any) -> bool:
-        """Whether ``env_buffer`` holds a full partial trajectory per env slot."""
-        width = getattr(env_buffer, "row_width", 1) or 1
-        return width > 0 and len(env_buffer) >= self.sequence_length * width
-
     def sample(self, env_buffer: Any) -> dict[str, torch.Tensor]:
         """``batch_size`` partial trajectories with their validity mask.
 
@@ -808,27 +781,9 @@ class LatentWorldModel(DreamWorldModel):
         return batch
 
     # -- learning -------------------------------------------------------
-    def train(self, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
-        """The owed gradient steps on partial trajectories from ``env_buffer``; metric means
-        every ``log_every`` gradient steps (else an empty dict)."""
-        if not self.ready(env_buffer):
-            return {}
-        for _ in range(self.owed_steps(envstep)):
-            self._accumulate(self.train_step(self.sample(env_buffer)))
-        if self._metric_count >= self.cfg.log_every:
-            return self._pop_metrics()
-        return {}
-
-    def _accumulate(self, metrics: Metrics) -> None:
-        for key, value in metrics.items():
-            self._metric_sums[key] = self._metric_sums.get(key, 0.0) + value
-        self._metric_count += 1
-
-    def _pop_metrics(self) -> Metrics:
-        means = {key: value / self._metric_count for key, value in self._metric_sums.items()}
-        means["gradient_steps"] = float(self.gradient_steps)
-        self._metric_sums, self._metric_count = {}, 0
-        return means
+    def sample_batch(self, env_buffer: Any) -> dict[str, torch.Tensor]:
+        """A batch of partial trajectories with their validity masks (see ``sample``)."""
+        return self.sample(env_buffer)
 
     def _set_learning_rates(self) -> None:
         """Linear warm-up over ``lr_warmup_steps`` gradient steps (constant rates without)."""
@@ -992,16 +947,9 @@ class LatentWorldModel(DreamWorldModel):
         """The base state plus the training schedule and the pending metric sums (so that a
         resumed run continues exactly)."""
         state = super().state_dict()
-        state.update(trained_envstep=-1 if self.trained_envstep is None else self.trained_envstep,
-                     update_debt=self.update_debt, gradient_steps=self.gradient_steps,
-                     metric_sums=dict(self._metric_sums), metric_count=self._metric_count)
+        state.update(self.replay_ratio_state())
         return state
 
     def load_state_dict(self, state: Mapping) -> None:
         super().load_state_dict(state)
-        trained = int(state["trained_envstep"])
-        self.trained_envstep = None if trained < 0 else trained
-        self.update_debt = float(state["update_debt"])
-        self.gradient_steps = int(state["gradient_steps"])
-        self._metric_sums = dict(state["metric_sums"])
-        self._metric_count = int(state["metric_count"])
+        self.load_replay_ratio_state(state)

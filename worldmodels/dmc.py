@@ -23,6 +23,7 @@ Conventions, as in the DreamerV3 and TD-MPC2 papers:
 from __future__ import annotations
 
 import ctypes.util
+import logging
 import os
 import re
 from typing import Any
@@ -37,6 +38,7 @@ _ID_PATTERN = re.compile(r"^dm_control/(?P<domain>\w+)-(?P<task>\w+)-v0$")
 # The camera the Dreamer papers observe each domain through: 0 everywhere but quadruped.
 _DEFAULT_CAMERA = {"quadruped": 2}
 RENDER_SIZE = (240, 320)  # height, width of render() frames (eval --video)
+MUJOCO_LOGGER = logging.getLogger("worldmodels.mujoco")
 
 
 def is_dmc_id(env_id: Any) -> bool:
@@ -64,6 +66,21 @@ def choose_gl_backend() -> str:
     return "disable"
 
 
+def _mujoco_warning(message: str) -> None:
+    MUJOCO_LOGGER.info("MuJoCo: %s", message.strip())
+
+
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings (e.g. deprecated attributes of a task's XML) to the
+    ``worldmodels.mujoco`` logger at INFO, instead of a MUJOCO_LOG.TXT file that MuJoCo would
+    write into the current folder (or dm_control's absl warnings)."""
+    try:
+        import mujoco
+    except ImportError:  # pragma: no cover - MuJoCo comes with gymnasium[mujoco]
+        return
+    mujoco.set_mju_user_warning(_mujoco_warning)
+
+
 def _suite() -> Any:
     choose_gl_backend()
     try:
@@ -71,6 +88,7 @@ def _suite() -> Any:
     except ImportError as err:
         raise ConfigError(f"DeepMind Control envs need the dm-control package ({err}); install "
                           "worldmodels with its constraints file: pip install -c constraints.txt -e .") from None
+    route_mujoco_warnings()  # importing dm_control installed its own handler
     return suite
 
 

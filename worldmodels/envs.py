@@ -11,7 +11,7 @@ import numpy as np
 import worldmodels.wrappers  # registers the pixel-observation wrapper
 from registry import ENV_REGISTRY, RegistryError, closest_match
 from worldmodels.config import ConfigError
-from worldmodels.dmc import is_dmc_id, make_dmc, parse_dmc_id
+from worldmodels.dmc import is_dmc_id, make_dmc, parse_dmc_id, route_mujoco_warnings
 from worldmodels.wrappers import ActionRepeat
 
 try:  # termination functions live in the env registry
@@ -92,6 +92,7 @@ def make_env(env_cfg: Mapping, render_mode: str | None = None) -> gym.Env:
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     repeat = action_repeat(env_cfg)
+    route_mujoco_warnings()
     if is_dmc_id(env_id):  # repeats inside the env: a pixel observation is rendered once per agent step
         return _wrap(make_dmc(env_id, action_repeat=repeat, **kwargs), env_cfg)
     try:

@@ -170,3 +170,14 @@ def test_pixel_observations_train_dreamerv3_in_a_debug_run(tmp_path, capsys):
                  "--set", "evaluator.eval_freq=1000"])
     assert code == 0
     assert "finished 120 env steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "dm_control/cheetah-run-v0"])
+def test_mujoco_warnings_go_to_a_logger_not_a_file_in_the_current_folder(env_id, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("INFO", logger="worldmodels.mujoco"):
+        env = make_env({"id": env_id})
+        env.reset(seed=0)
+        env.close()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert any("settotalmass" in record.getMessage() for record in caplog.records)

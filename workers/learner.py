@@ -33,18 +33,24 @@ class Learner:
         return self.world_model.policy_input(self.env_buffer, self.img_buffer, size, self.train_iter)
 
     def train(self, envstep: int, new_steps: int) -> int:
-        """Run the updates owed for ``new_steps`` new env steps; returns how many ran."""
+        """Run the updates owed for ``new_steps`` new env steps; returns how many updated the policy
+        (an update that returns no metrics made no change and is not counted in ``train_iter``)."""
         if envstep < self.start_step or len(self.env_buffer) < self.cfg["batch_size"]:
             return 0
         self.update_debt += new_steps * float(self.cfg["updates_per_step"])
         count = int(self.update_debt)
         self.update_debt -= count
+        done = 0
         for _ in range(count):
-            self._metrics.append(self.policy.learn(self.batch()))
+            metrics = self.policy.learn(self.batch())
+            if not metrics:  # the policy had nothing to learn from yet (no update was made)
+                continue
+            self._metrics.append(metrics)
             self.train_iter += 1
+            done += 1
             if self.train_iter % int(self.cfg["log_every"]) == 0:
                 self.flush(envstep)
-        return count
+        return done
 
     def flush(self, envstep: int) -> None:
         """Log the mean of the metrics gathered since the last flush."""

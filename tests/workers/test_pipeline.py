@@ -97,3 +97,29 @@ def test_async_vector_env_collects_and_resumes_exactly(tmp_path):
         return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_progress(run_dir)]
 
     assert rows(resumed["run_dir"]) == rows(full["run_dir"])
+
+
+def test_train_iter_counts_only_updates_that_changed_the_policy():
+    from workers.learner import Learner
+
+    class Policy:
+        def __init__(self):
+            self.calls = 0
+
+        def learn(self, batch):
+            self.calls += 1
+            return {} if self.calls <= 3 else {"loss": 1.0}
+
+    class Buffer:
+        def __len__(self):
+            return 100
+
+        def sample(self, size, device=None):
+            return {}
+
+    policy = Policy()
+    policy.device = "cpu"
+    learner = Learner({"batch_size": 4, "updates_per_step": 1.0, "log_every": 100}, policy, None, Buffer(), None,
+                      None, start_step=0)
+    assert learner.train(10, 5) == 2
+    assert policy.calls == 5 and learner.train_iter == 2

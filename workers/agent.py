@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY, require_trust
-from workers.checkpoint import CheckpointError, check_identity
+from workers.checkpoint import check_identity, misfit_error, read_run_config
 from worldmodels.envs import make_env
 from worldmodels.experiment import resolve_config
 from worldmodels.utils import as_tensor
@@ -64,15 +64,11 @@ def load_agent(run_dir: str | Path, device: str = "cpu", trust_plugins: bool = F
     from workers.pipeline import load_latest_checkpoint
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise CheckpointError(f"'{run_dir}' is not a run directory (no config.json)")
+    run_config = read_run_config(run_dir)
     state, path = load_latest_checkpoint(run_dir)
     raw = json.loads(state["config"])
     require_trust(raw, f"the run in '{run_dir}'", trust_plugins)
-    try:
-        check_identity(state, path, json.loads((run_dir / "config.json").read_text()))
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"'{run_dir / 'config.json'}' is not valid JSON ({err})") from None
+    check_identity(state, path, run_config)
     for section in ("policy", "world_model"):
         if raw.get(section) is not None:
             raw[section]["device"] = device
@@ -90,7 +86,5 @@ def load_agent(run_dir: str | Path, device: str = "cpu", trust_plugins: bool = F
             world_model.load_state_dict(state["world_model"])
         policy.load_state_dict(state["policy"])
     except (KeyError, RuntimeError, ValueError, TypeError) as err:  # shapes or contents that do not fit
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint '{path}' does not fit its config ({type(err).__name__}: "
-                              f"{first_line})") from None
+        raise misfit_error(path, err) from None
     return Agent(policy, world_model, cfg)

@@ -151,3 +151,28 @@ def validate_checkpoint(state: Mapping, path: Path) -> None:
             raise bad(f"pipeline '{key}' is a {type(value).__name__}")
     if state["env_step"] < 0:
         raise bad(f"env_step {state['env_step']} is negative")
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run directory's ``config.json``.
+
+    Raises:
+        CheckpointError: the folder does not exist, has no config.json, or it is not a JSON object.
+    """
+    if not run_dir.exists():
+        raise CheckpointError(f"run directory '{run_dir}' does not exist")
+    if not (run_dir / "config.json").is_file():
+        raise CheckpointError(f"'{run_dir}' is not a run directory (no config.json)")
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"'{run_dir / 'config.json'}' is not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"'{run_dir / 'config.json'}' is not a run config (a JSON object)")
+    return config
+
+
+def misfit_error(path: Path, err: Exception) -> CheckpointError:
+    """The one-line error for a checkpoint whose weights or state do not fit its config."""
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CheckpointError(f"checkpoint '{path}' does not fit its config ({type(err).__name__}: {first_line})")

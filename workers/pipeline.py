@@ -6,10 +6,10 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -21,6 +21,8 @@ from workers.checkpoint import (
     check_identity,
     config_fingerprint,
     load_checkpoint,
+    misfit_error,
+    read_run_config,
     save_checkpoint,
     validate_checkpoint,
 )
@@ -299,28 +301,12 @@ class SerialPipeline:
             UntrustedPluginError: the run names plugin code that is not trusted.
         """
         run_dir = Path(run_dir)
-        if not run_dir.exists():
-            raise CheckpointError(f"run directory '{run_dir}' does not exist")
-        if not (run_dir / "config.json").is_file():
-            raise CheckpointError(f"'{run_dir}' is not a run directory (no config.json)")
-        try:
-            run_config = json.loads((run_dir / "config.json").read_text())
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"'{run_dir / 'config.json'}' is not valid JSON ({err})") from None
-        if not isinstance(run_config, dict):
-            raise CheckpointError(f"'{run_dir / 'config.json'}' is not a run config (a JSON object)")
+        run_config = read_run_config(run_dir)
         keep = run_config.get("keep_checkpoints", 1)
         finish_interrupted_write(run_dir, keep if isinstance(keep, int) else 1)
-        errors = []
-        for path in checkpoint_paths(run_dir):
-            if not path.exists():
-                continue
-            try:
-                return cls._resume_from(path, run_dir, run_config, env_steps, show_progress, trust_plugins)
-            except CheckpointError as err:  # damaged, foreign or not fitting: an older one may do
-                errors.append(str(err))
-                print(f"warning: {err}; trying an older checkpoint", flush=True)
-        raise CheckpointError(f"cannot resume '{run_dir}': {'; '.join(errors) or 'no checkpoint found'}")
+        return first_usable_checkpoint(  # a damaged, foreign or ill-fitting checkpoint: an older one may do
+            run_dir, lambda path: cls._resume_from(path, run_dir, run_config, env_steps, show_progress,
+                                                   trust_plugins))
 
     @classmethod
     def _resume_from(cls, path: Path, run_dir: Path, run_config: Any, env_steps: int | None, show_progress: bool,
@@ -344,9 +330,7 @@ class SerialPipeline:
         except Exception as err:  # shapes or contents that do not fit: this checkpoint cannot be used
             pipeline.collector.close()
             pipeline.evaluator.close()
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"checkpoint '{path}' does not fit its config ({type(err).__name__}: "
-                                  f"{first_line})") from None
+            raise misfit_error(path, err) from None
         step = int(state["env_step"])
         pipeline.last_saved_step = step  # that checkpoint is on disk
         # The checkpoint at a step is written before that step's evaluation runs (an
@@ -372,12 +356,7 @@ def rotate_and_save(state: dict, run_dir: Path, keep: int) -> Path:
     """Write ``state`` to a temporary file, move the current checkpoint aside, rename the new one in."""
     latest = run_dir / CHECKPOINT_NAME
     tmp = save_checkpoint(state, run_dir / f".{CHECKPOINT_NAME}.new")
-    if latest.exists() and keep > 1:
-        history = run_dir / "checkpoints"
-        history.mkdir(exist_ok=True)
-        previous = load_step(latest)
-        if previous is not None:
-            latest.replace(history / f"checkpoint_{previous}.pt")
+    _archive_latest(run_dir, keep)
     tmp.replace(latest)
     for stale in checkpoint_paths(run_dir)[max(keep, 1):]:
         stale.unlink(missing_ok=True)
@@ -397,12 +376,19 @@ def finish_interrupted_write(run_dir: Path, keep: int) -> None:
         print(f"warning: {err}; removed", flush=True)
         pending.unlink()
         return
+    _archive_latest(run_dir, keep)
+    pending.replace(run_dir / CHECKPOINT_NAME)
+
+
+def _archive_latest(run_dir: Path, keep: int) -> None:
+    """Move ``checkpoint.pt`` to ``checkpoints/checkpoint_<step>.pt`` when older ones are kept."""
     latest = run_dir / CHECKPOINT_NAME
-    previous = load_step(latest) if latest.exists() else None
-    if previous is not None and keep > 1:
-        (run_dir / "checkpoints").mkdir(exist_ok=True)
-        latest.replace(run_dir / "checkpoints" / f"checkpoint_{previous}.pt")
-    pending.replace(latest)
+    if latest.exists() and keep > 1:
+        history = run_dir / "checkpoints"
+        history.mkdir(exist_ok=True)
+        previous = load_step(latest)
+        if previous is not None:
+            latest.replace(history / f"checkpoint_{previous}.pt")
 
 
 def load_step(path: Path) -> int | None:
@@ -413,21 +399,38 @@ def load_step(path: Path) -> int | None:
         return None
 
 
-def load_latest_checkpoint(run_dir: Path) -> tuple[dict, Path]:
-    """The newest checkpoint of ``run_dir`` that loads; a corrupt one is reported and skipped."""
+T = TypeVar("T")
+
+
+def first_usable_checkpoint(run_dir: Path, use: Callable[[Path], T]) -> T:
+    """``use(path)`` of the newest checkpoint it accepts: one that raises CheckpointError is
+    reported in a one-line warning and the next older one is tried.
+
+    Raises:
+        CheckpointError: no checkpoint was usable (each one's reason joined in one line).
+    """
     errors = []
     for path in checkpoint_paths(run_dir):
         if not path.exists():
             continue
         try:
-            state = load_checkpoint(path)
-            validate_checkpoint(state, path)
-            return state, path
+            return use(path)
         except CheckpointError as err:
             errors.append(str(err))
             print(f"warning: {err}; trying an older checkpoint", flush=True)
     detail = "; ".join(errors) if errors else "no checkpoint found"
     raise CheckpointError(f"cannot resume '{run_dir}': {detail}")
+
+
+def _load_valid(path: Path) -> tuple[dict, Path]:
+    state = load_checkpoint(path)
+    validate_checkpoint(state, path)
+    return state, path
+
+
+def load_latest_checkpoint(run_dir: Path) -> tuple[dict, Path]:
+    """The newest checkpoint of ``run_dir`` that loads and is complete; others are reported and skipped."""
+    return first_usable_checkpoint(run_dir, _load_valid)
 
 
 def read_progress_rows(run_dir: Path, up_to_step: int, drop_last: bool) -> list[dict]:

@@ -106,21 +106,6 @@ def parse_overrides(items: Iterable[str]) -> dict:
     return overrides
 
 
-def _merge_overrides(config: dict, overrides: Mapping) -> dict:
-    """``overrides`` merged into ``config``; a section whose ``type`` changes is replaced, not merged
-    (the keys of one component type mean nothing to another)."""
-    for key, value in overrides.items():
-        old = config.get(key)
-        if isinstance(value, Mapping) and isinstance(old, Mapping) and value.get("type", old.get("type")) != \
-                old.get("type"):
-            config[key] = copy.deepcopy(dict(value))
-        elif isinstance(value, Mapping) and isinstance(old, Mapping):
-            config[key] = _merge_overrides(dict(config[key]), value)
-        else:
-            config[key] = copy.deepcopy(value)
-    return config
-
-
 def compose_config(name_or_path: str, preset: str | None = None, sets: Iterable[str] = (),
                    seed: int | None = None, env_steps: int | None = None) -> EasyDict:
     """Load a config file, apply a preset, ``--set`` overrides, seed and step budget; resolve it."""
@@ -129,8 +114,8 @@ def compose_config(name_or_path: str, preset: str | None = None, sets: Iterable[
         if preset not in presets:
             valid = ", ".join(sorted(presets)) or "none"
             raise ConfigError(f"unknown preset {preset!r} for config {name_or_path!r} (presets: {valid})")
-        config = _merge_overrides(config, presets[preset])
-    config = _merge_overrides(config, absolute_plugin_files(parse_overrides(sets), Path.cwd()))
+        config = deep_update(config, presets[preset])
+    config = deep_update(config, absolute_plugin_files(parse_overrides(sets), Path.cwd()))
     if seed is not None:
         config["seed"] = seed
     if env_steps is not None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from registry import ENV_REGISTRY
+from worldmodels.dmc import is_dmc_id
 
 TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -163,7 +164,7 @@ def termination_fn(env_id: str | None) -> TerminationFn | None:
     """The registered termination function for ``env_id`` (e.g. ``"Hopper-v5"``), or None."""
     if not env_id:
         return None
-    if env_id.startswith("dm_control/"):  # the suite's tasks have no terminal states
+    if is_dmc_id(env_id):  # the suite's tasks have no terminal states
         return never_done
     key = PREFIX + env_name(env_id)
     return ENV_REGISTRY.get(key) if key in ENV_REGISTRY else None

@@ -151,6 +151,9 @@ def validate_checkpoint(state: Mapping, path: Path) -> None:
             raise bad(f"pipeline '{key}' is a {type(value).__name__}")
     if state["env_step"] < 0:
         raise bad(f"env_step {state['env_step']} is negative")
+    collector_step = state["collector"].get("envstep")
+    if collector_step is not None and collector_step != state["env_step"]:
+        raise bad(f"env_step {state['env_step']} differs from the collector's {collector_step!r}")
 
 
 def read_run_config(run_dir: Path) -> dict:

@@ -395,7 +395,7 @@ def load_step(path: Path) -> int | None:
     """The env step a checkpoint was written at, or None when it cannot be read."""
     try:
         return int(load_checkpoint(path)["env_step"])
-    except (CheckpointError, KeyError, ValueError):
+    except (CheckpointError, KeyError, ValueError, TypeError):  # TypeError: a damaged entry (None, a list)
         return None
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from workers.checkpoint import load_checkpoint, save_checkpoint
@@ -51,6 +51,8 @@ def one_line_or_success(code, capsys, allowed=(0, 2)):
 
 @PROPERTY
 @given(key=st.sampled_from(TOP_KEYS), value=JUNK, drop=st.booleans())
+@example(key="env_step", value=None, drop=False)  # the archive of the damaged checkpoint.pt read its step
+@example(key="env_step", value=205, drop=False)  # a step past the budget that the collector never reached
 def test_a_damaged_entry_falls_back_or_stops_in_one_line(good_run, tmp_path, capsys, key, value, drop):
     def edit(state):
         if drop:

@@ -41,3 +41,39 @@ def test_planning_script_reports_the_cost_of_a_call(capsys):
     assert planning.main(["pendulum_pets", "--preset", "debug", "--calls", "3"]) == 0
     out = capsys.readouterr().out
     assert "ms per planning call: median" in out and "matmul share of the profiled time" in out
+
+
+def test_perf_suite_measures_every_figure_at_tiny_sizes(tmp_path, monkeypatch, capsys):
+    """The suite's parts run at debug sizes; figures are positive, FLOPs do not depend on the
+    precision, and the printed report holds all three tables (never a timing threshold)."""
+    import perf
+
+    matmul = perf.matmul_peaks([1], sizes=(64,), repeats=2, min_run_s=0.001)
+    assert {(r["precision"], r["size"]) for r in matmul} == {("fp32", 64), ("bf16", 64)}
+    assert all(r["best_gflops"] >= r["median_gflops"] > 0 for r in matmul)
+    peaks = perf.peak_by_precision(matmul, threads=1)
+    assert set(peaks) == {"fp32", "bf16"} and min(peaks.values()) > 0
+
+    steps = perf.training_steps(steps=2, warmup=1, preset="debug", buffer_steps=64)
+    perf.add_peak_percent(steps, peaks)
+    names = {"SAC update", "MBPO ensemble step", "DreamerV3 world-model step", "dreamer actor-critic update"}
+    assert {(r["step"], r["precision"]) for r in steps} == {(n, p) for n in names for p in ("fp32", "bf16")}
+    for row in steps:
+        assert row["flops"] > 0 and row["median_s"] > 0 and row["gflops"] > 0 and row["percent_of_peak"] > 0
+    flops = {(r["step"], r["precision"]): r["flops"] for r in steps}
+    assert all(flops[name, "bf16"] == flops[name, "fp32"] for name in names)
+
+    run = perf.config_run("pendulum_sac", env_steps=50, threads=1, preset="debug")
+    assert run["env_steps"] == 50 and run["wall_s"] > 0 and run["env_steps_per_s"] > 0 and run["note"] == ""
+    assert perf.config_run("no_such_config", 50, 1)["note"].startswith("failed: ConfigError")
+
+    monkeypatch.setattr(perf, "available_cores", lambda: 1)  # the test stays on one thread
+    out = tmp_path / "perf.md"
+    assert perf.main(["--preset", "debug", "--configs", "pendulum_sac", "--env-steps", "50", "--steps", "1",
+                      "--warmup", "1", "--matmul-sizes", "64", "--matmul-seconds", "0.001",
+                      "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == out.read_text()
+    for heading in ("load average", "## torch.mm GFLOP/s", "## Training steps", "## Configs through"):
+        assert heading in printed
+    assert "| pendulum_sac | 50 |" in printed

@@ -6,8 +6,8 @@ directly to print them for a shipped config::
 
     python benchmarks/dreamer_throughput.py cartpole_dreamerv3 [--set world_model.size=S] [--threads 1]
 
-Torch runs with the config's ``num_threads`` (1 by default: small recurrent steps are
-latency-bound, and oversubscribed threads on 2 cores slowed a step tenfold).
+Torch runs with the config's ``num_threads`` ("auto" by default: every core; with another
+job on the machine pass ``--threads 1``, as oversubscribed threads slowed a step tenfold).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from torch import nn
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
 from workers.buffer import ReplayBuffer, random_buffer
 from worldmodels.envs import make_env
+from worldmodels.experiment import resolve_threads
 
 
 def _sync(device: torch.device) -> None:
@@ -57,7 +58,8 @@ def _world_model_step(model: Any, buffer: ReplayBuffer, clock: _Clock) -> None:
     clock.start()
     batch = buffer.sample_sequences(cfg.batch_size, cfg.sequence_length, device=model.device)
     clock.lap("wm_sample")
-    loss, _, observed = model.loss(batch)
+    with model.autocast():
+        loss, _, observed = model.loss(batch)
     clock.lap("wm_forward")
     optimizer = model.optimizers["model"]
     optimizer.zero_grad(set_to_none=True)
@@ -96,7 +98,7 @@ def dreamer_throughput(cfg: Mapping, *, buffer_steps: int = 2000, steps: int = 3
     if wm_cfg is None or wm_cfg["type"] != "dreamerv3":
         raise ValueError("dreamer_throughput needs a config whose world_model.type is 'dreamerv3'")
     if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg["num_threads"]))
+        torch.set_num_threads(resolve_threads(cfg["num_threads"]))
     seed = int(cfg.get("seed", 0))
     env = make_env(cfg["env"])
     model = WORLD_MODEL_REGISTRY.build(wm_cfg, env, None, seed=seed)
@@ -112,8 +114,9 @@ def dreamer_throughput(cfg: Mapping, *, buffer_steps: int = 2000, steps: int = 3
             clock.totals = {}
         _world_model_step(model, buffer, clock)
         clock.start()
-        starts, _ = policy.pick_starts(model)
-        policy.imagine(model, starts)
+        with policy.autocast():
+            starts, _ = policy.pick_starts(model)
+            policy.imagine(model, starts)
         clock.lap("policy_imagination")
         policy.learn(model)
         clock.lap("policy_learn")

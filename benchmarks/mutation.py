@@ -158,7 +158,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "holdout grows with the buffer past max_holdout", (T_MBPO,)),
     # -- worldmodels/rssm.py ----------------------------------------------
     Mutation("rssm-gru-gate-swapped", "worldmodels/rssm.py",
-             "return torch.lerp(h, candidate, update)", "return torch.lerp(candidate, h, update)",
+             "return torch.lerp(h, candidate.to(h.dtype), update.to(h.dtype))",
+             "return torch.lerp(candidate.to(h.dtype), h, update.to(h.dtype))",
              "GRU update gate keeps the candidate where it should keep the state", (T_V3,)),
     Mutation("rssm-no-restart", "worldmodels/rssm.py",
              "                deter = torch.where(mask, first_deter_rows, deter)\n", "",

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from worldmodels.config import Configurable
 from worldmodels.guards import UpdateGuard
+from worldmodels.precision import PRECISIONS, autocast, check_precision
 from worldmodels.utils import generator_for, resolve_device
 
 
@@ -30,8 +31,11 @@ class Policy(Configurable, abc.ABC):
         type=None,
         import_names=[],
         device=None,  # cpu | cuda | auto; None inherits the pipeline's device
+        precision="fp32",  # fp32 | bf16: the dtype of matmuls in updates (worldmodels.precision)
         max_nonfinite_updates=10,  # consecutive skipped (non-finite) updates before the run stops
     )
+    # the precisions this type's updates run in (a type that never enters ``autocast()`` lists fp32 only)
+    supported_precisions: ClassVar[tuple[str, ...]] = PRECISIONS
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, *, world_model: Any = None, seed: int = 0,
                  logger: Any = None) -> None:
@@ -43,6 +47,8 @@ class Policy(Configurable, abc.ABC):
         self.logger = logger
         self.seed = int(seed)
         self.device = resolve_device(self.cfg.device)
+        self.precision = check_precision(self.cfg.precision, self.device, "policy", self.supported_precisions,
+                                         f"policy '{self.cfg.type}'")
         self.generator = generator_for(self.device, self.seed)
         self.nets = nn.ModuleDict()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -72,6 +78,10 @@ class Policy(Configurable, abc.ABC):
         per vector-env slot) and the evaluator's (``act``, ``evaluation=True``),
         so evaluating never disturbs collection.
         """
+
+    def autocast(self):
+        """The autocast context of the config's ``precision`` (fp32: no autocast)."""
+        return autocast(self.precision, self.device)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.nets.parameters())

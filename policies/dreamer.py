@@ -30,7 +30,7 @@ from policies.base import Policy
 from registry import POLICY_REGISTRY
 from worldmodels.config import ConfigError
 from worldmodels.dreamer_nets import TwoHot, norm_mlp, sample_one_hot, unimix_log_probs
-from worldmodels.utils import check_rank, seeded_init
+from worldmodels.utils import adam, check_rank, seeded_init
 
 ACTOR_GRADS = ("auto", "reinforce", "backprop")
 HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
@@ -103,7 +103,7 @@ class Actor(nn.Module):
         self.net = norm_mlp(feature_dim, units, layers, action_dim if discrete else 2 * action_dim)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net(features)
+        out = self.net(features).float()  # float32 distributions under bf16 autocast
         if self.discrete:
             return (unimix_log_probs(out, self.unimix),)
         mean, std = out.chunk(2, dim=-1)
@@ -201,8 +201,8 @@ class DreamerPolicy(Policy):
                           "return_norm": self.return_norm, "twohot": self.twohot})
         self.nets.to(self.device)
         self.optimizers = {
-            "actor": torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, eps=c.adam_eps),
-            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, eps=c.adam_eps),
+            "actor": adam(self.actor.parameters(), lr=c.actor_lr, eps=c.adam_eps),
+            "critic": adam(self.critic.parameters(), lr=c.critic_lr, eps=c.adam_eps),
         }
         self.states: dict[str, dict[str, torch.Tensor]] = {}  # "collect" / "eval" recurrent states
 
@@ -270,15 +270,16 @@ class DreamerPolicy(Policy):
         if getattr(model, "starts", None) is None:
             return {}
         c = self.cfg
-        starts, start_continues = self.pick_starts(model)
-        states, actions, rewards, dones, actor_outputs = self.imagine(model, starts)
-        continues = torch.cat([start_continues.unsqueeze(0), 1.0 - dones])
-        critic_log_probs, values = self.critic_forward(states)
-        returns = lambda_returns(rewards, values, continues[1:], c.gamma, c.return_lambda)
-        weights = (torch.cumprod(c.gamma * continues, 0) / c.gamma).detach()[:-1]
-        self.return_norm.update(returns)
-        actor_loss, entropy = self.actor_loss(states, actions, returns, values, weights, actor_outputs)
-        critic_loss = self.critic_loss(states, critic_log_probs, returns, weights)
+        with self.autocast():
+            starts, start_continues = self.pick_starts(model)
+            states, actions, rewards, dones, actor_outputs = self.imagine(model, starts)
+            continues = torch.cat([start_continues.unsqueeze(0), 1.0 - dones])
+            critic_log_probs, values = self.critic_forward(states)
+            returns = lambda_returns(rewards, values, continues[1:], c.gamma, c.return_lambda)
+            weights = (torch.cumprod(c.gamma * continues, 0) / c.gamma).detach()[:-1]
+            self.return_norm.update(returns)
+            actor_loss, entropy = self.actor_loss(states, actions, returns, values, weights, actor_outputs)
+            critic_loss = self.critic_loss(states, critic_log_probs, returns, weights)
 
         # actor and critic step together, each clipped, or (non-finite loss or gradient) not at all
         self.guard.step_groups("actor_critic_loss", actor_loss + critic_loss,

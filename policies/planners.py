@@ -302,8 +302,9 @@ class PlannerPolicy(Policy):
         if start is None or start.shape[0] != batch or not self.cfg.warm_start:
             start = self._initial_plan(batch)
             self.kept[key] = None
-        state = self.model.encode(obs) if self.latent else obs
-        mean, first, kept = self.optimize(state, start, self.kept[key])
+        with self.autocast():  # the model's matmuls in the policy's precision; returns stay float32
+            state = self.model.encode(obs) if self.latent else obs
+            mean, first, kept = self.optimize(state, start, self.kept[key])
         if self.cfg.warm_start:
             self.plans[key] = self._shift(mean)
             self.kept[key] = None if kept is None else self._shift(kept.flatten(0, 1)).view_as(kept)

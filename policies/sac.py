@@ -15,7 +15,7 @@ from policies.base import Policy
 from registry import POLICY_REGISTRY
 from worldmodels.config import ConfigError, check_range, check_sizes
 from worldmodels.nets import ACTIVATIONS, mlp
-from worldmodels.utils import check_rank, seeded_init
+from worldmodels.utils import adam, check_rank, seeded_init
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -34,7 +34,7 @@ class TanhGaussianActor(nn.Module):
         Shapes:
             obs [B, O] -> action [B, A] in [-1, 1], log_prob [B]
         """
-        mean, log_std = self.trunk(obs).chunk(2, dim=-1)
+        mean, log_std = self.trunk(obs).float().chunk(2, dim=-1)  # float32 under bf16 autocast
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         std = log_std.exp()
         if deterministic:
@@ -60,7 +60,7 @@ class TwinQ(nn.Module):
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Shapes: obs [B, O], action [B, A] -> q1 [B], q2 [B]"""
         x = torch.cat([obs, action], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        return self.q1(x).squeeze(-1).float(), self.q2(x).squeeze(-1).float()
 
 
 @POLICY_REGISTRY.register("sac")
@@ -110,9 +110,9 @@ class SACPolicy(Policy):
         self.log_alpha.data = self.log_alpha.data.to(self.device)
         self.target_entropy = float(-self.action_dim if c.target_entropy is None else c.target_entropy)
         self.optimizers = {
-            "actor": torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr),
-            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr),
-            "alpha": torch.optim.Adam([self.log_alpha], lr=c.alpha_lr),
+            "actor": adam(self.actor.parameters(), lr=c.actor_lr),
+            "critic": adam(self.critic.parameters(), lr=c.critic_lr),
+            "alpha": adam([self.log_alpha], lr=c.alpha_lr),
         }
 
     @staticmethod
@@ -189,12 +189,14 @@ class SACPolicy(Policy):
         """One SAC update (critic, actor, temperature, targets) from a batch of transitions."""
         batch = {k: v.to(self.device) for k, v in data.items()}
         check_rank("batch['reward']", batch["reward"], 1)
-        target = self.critic_target_value(batch)
-        critic_loss = self.critic_loss(batch, target)
+        with self.autocast():
+            target = self.critic_target_value(batch)
+            critic_loss = self.critic_loss(batch, target)
         self._optimize("critic", critic_loss)
 
         self.critic.requires_grad_(False)
-        actor_loss, log_prob = self.actor_loss(batch["obs"])
+        with self.autocast():
+            actor_loss, log_prob = self.actor_loss(batch["obs"])
         self._optimize("actor", actor_loss)
         self.critic.requires_grad_(True)
 

@@ -7,6 +7,14 @@ from typing import Any
 import numpy as np
 
 
+def check_fraction(name: str, value: Any) -> float:
+    """``value`` as a float in [0, 1); ValueError naming ``name`` otherwise."""
+    number = float(value)
+    if not 0.0 <= number < 1.0:
+        raise ValueError(f"{name} {value!r} is not a fraction in [0, 1)")
+    return number
+
+
 class Learner:
     """Policy updates: ``updates_per_step`` per env step (fractions carry over), once
     the collector's warm-up is over. The data of each update comes from the world
@@ -65,5 +73,9 @@ class Learner:
         return {"update_debt": self.update_debt, "train_iter": self.train_iter}
 
     def load_state_dict(self, state: Mapping) -> None:
-        self.update_debt = float(state["update_debt"])
+        """Raises ValueError for a state no run could have written (the owed fraction of an update
+        is in [0, 1): a damaged value would run that many updates at once)."""
+        self.update_debt = check_fraction("learner update_debt", state["update_debt"])
         self.train_iter = int(state["train_iter"])
+        if self.train_iter < 0:
+            raise ValueError(f"learner train_iter {self.train_iter} is negative")

@@ -34,7 +34,7 @@ from workers.logger import RunLogger
 from worldmodels.base import DynaWorldModel
 from worldmodels.config import ConfigError, to_plain
 from worldmodels.envs import EnvError
-from worldmodels.experiment import resolve_config
+from worldmodels.experiment import resolve_config, resolve_threads
 from worldmodels.guards import NonFiniteError
 
 
@@ -65,8 +65,9 @@ class SerialPipeline:
     def __init__(self, cfg: Mapping, out_dir: str | Path = "runs", show_progress: bool = True,
                  run_dir: str | Path | None = None) -> None:
         self.cfg = cfg = resolve_config(cfg)
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        self.threads = resolve_threads(cfg.num_threads)
+        if self.threads:
+            torch.set_num_threads(self.threads)
         torch.manual_seed(cfg.seed)
         self.out_dir = Path(out_dir)
         self.logger = RunLogger(cfg.env_steps, show_progress)
@@ -186,12 +187,23 @@ class SerialPipeline:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
 
+    def in_warmup(self, envstep: int) -> bool:
+        """Whether ``envstep`` is in the random warm-up with nothing learning yet: no world-model
+        training or imagination, and no evaluation of the untouched policy after step 0."""
+        if envstep >= self.cfg.collector.warmup_steps:
+            return False
+        return self.world_model is None or not self.world_model.cfg.train_during_warmup
+
     def iteration(self) -> None:
-        if self.collector.envstep >= self.next_eval_step:
-            self.evaluate()
+        envstep = self.collector.envstep
+        if envstep >= self.next_eval_step:
+            if envstep == 0 or not self.in_warmup(envstep):
+                self.evaluate()
+            else:  # the same untouched policy as at step 0: no new measurement to make
+                self.next_eval_step = envstep + self.cfg.evaluator.eval_freq
         new_steps = self.collector.step()
         envstep = self.collector.envstep
-        if self.world_model is not None:
+        if self.world_model is not None and not self.in_warmup(envstep):
             self.world_model_step(envstep)
         self.learner.train(envstep, new_steps)
         self.logger.advance(envstep)

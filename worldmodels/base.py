@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -11,6 +11,7 @@ from torch import nn
 from registry import BUFFER_REGISTRY, SCHEDULE_REGISTRY
 from worldmodels.config import ConfigError, Configurable
 from worldmodels.guards import UpdateGuard
+from worldmodels.precision import PRECISIONS, autocast, check_precision
 from worldmodels.utils import check_rank, frozen, generator_for, resolve_device
 
 Metrics = dict[str, float]
@@ -35,8 +36,14 @@ class WorldModel(Configurable, abc.ABC):
         eval_freq=250,  # env steps between two model evaluations
         rollout_length_scheduler=dict(type="constant", rollout_length=1),
         device=None,  # cpu | cuda | auto; None inherits the pipeline's device
+        precision="fp32",  # fp32 | bf16: the dtype of matmuls in updates (worldmodels.precision)
         max_nonfinite_updates=10,  # consecutive skipped (non-finite) updates before the run stops
+        # train, evaluate and imagine during the collector's random warm-up too (by default the
+        # model's first training is at the end of warm-up, when the policy starts learning)
+        train_during_warmup=False,
     )
+    # the precisions this type's updates run in (a type that never enters ``autocast()`` lists fp32 only)
+    supported_precisions: ClassVar[tuple[str, ...]] = PRECISIONS
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
         self.cfg = self.merge_config(cfg, prefix="world_model")
@@ -46,6 +53,8 @@ class WorldModel(Configurable, abc.ABC):
         self.logger = logger
         self.seed = int(seed)
         self.device = resolve_device(self.cfg.device)
+        self.precision = check_precision(self.cfg.precision, self.device, "world_model", self.supported_precisions,
+                                         f"world model '{self.cfg.type}'")
         for key in ("train_freq", "eval_freq"):
             if self.cfg[key] < 1:
                 raise ConfigError(f"world_model.{key} must be >= 1, got {self.cfg[key]}")
@@ -96,6 +105,10 @@ class WorldModel(Configurable, abc.ABC):
     def policy_input(self, env_buffer: Any, img_buffer: Any, batch_size: int, train_iter: int) -> Any:
         """What the policy learns from at one update; a model-free batch by default."""
         return env_buffer.sample(batch_size, device=self.device)
+
+    def autocast(self):
+        """The autocast context of the config's ``precision`` (fp32: no autocast)."""
+        return autocast(self.precision, self.device)
 
     # -- state ----------------------------------------------------------
     def parameter_count(self) -> int:

@@ -28,6 +28,10 @@ def _is_free_form(default: Mapping) -> bool:
     return len(default) == 0
 
 
+class IntOrAuto(str):
+    """The default of a key that takes "auto" or an int (``num_threads``); equal to "auto"."""
+
+
 def check_value(default: Any, value: Any, key: str) -> Any:
     """Check ``value`` against the type of ``default``; return it (converted where lossless).
 
@@ -53,6 +57,10 @@ def check_value(default: Any, value: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' expects a number, got {value!r} ({_type_name(value)})")
         return float(value)
+    if isinstance(default, IntOrAuto):
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"config key '{key}' expects 'auto' or an int, got {value!r} ({_type_name(value)})")
+        return value
     if isinstance(default, str):
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}' expects a string, got {value!r} ({_type_name(value)})")

@@ -65,12 +65,12 @@ class TwoHot(nn.Module):
     def log_prob(self, logits: torch.Tensor, target: torch.Tensor, normalized: bool = False) -> torch.Tensor:
         """Twohot log-likelihood of ``target``; ``normalized`` when ``logits`` are already
         log-softmaxed (so that one log-softmax serves several targets)."""
-        log_probs = logits if normalized else F.log_softmax(logits, dim=-1)
+        log_probs = logits.float() if normalized else F.log_softmax(logits.float(), dim=-1)
         index, weight = self.neighbours(target)
         return (log_probs.gather(-1, index) * weight).sum(-1)
 
     def mean(self, logits: torch.Tensor, normalized: bool = False) -> torch.Tensor:
-        probs = logits.exp() if normalized else torch.softmax(logits, dim=-1)
+        probs = logits.float().exp() if normalized else torch.softmax(logits.float(), dim=-1)
         return symexp(probs @ self.bins)
 
 
@@ -191,7 +191,7 @@ class VectorDecoder(nn.Module):
         return self.net(features)
 
     def loss(self, features: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        return (self(features) - symlog(obs)).square().sum(-1)
+        return (self(features).float() - symlog(obs.float())).square().sum(-1)
 
 
 # -- images ------------------------------------------------------------------
@@ -277,4 +277,4 @@ class ConvDecoder(nn.Module):
         return self.net(x).permute(0, 2, 3, 1).reshape(*lead, *self.shape)
 
     def loss(self, features: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        return (self(features) - image_to_unit(obs)).square().sum((-3, -2, -1))
+        return (self(features).float() - image_to_unit(obs)).square().sum((-3, -2, -1))

@@ -38,7 +38,7 @@ from worldmodels.dreamer_nets import (
 )
 from worldmodels.replay_ratio import ReplayRatioTraining
 from worldmodels.rssm import RSSM, Observed
-from worldmodels.utils import check_rank, frozen, seeded_init
+from worldmodels.utils import adam, check_rank, frozen, seeded_init
 
 # Named model sizes. XS..XL are DreamerV3's (XS as in sheeprl); XXS keeps a 2-core CPU practical.
 SIZES: dict[str, dict[str, int]] = {
@@ -183,7 +183,7 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
                           "cont_head": cont_head, "twohot": self.twohot})
         self.nets.to(self.device)
         self.feature_dim = feature_dim
-        self.optimizers["model"] = torch.optim.Adam(self.nets.parameters(), lr=c.lr, eps=c.adam_eps)
+        self.optimizers["model"] = adam(self.nets.parameters(), lr=c.lr, eps=c.adam_eps)
         self.init_replay_ratio()
         self.starts: torch.Tensor | None = None  # [N, F] posterior features of the latest batch
         self.start_continues: torch.Tensor | None = None  # [N] their continue labels
@@ -219,7 +219,8 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
             batch: obs / next_obs [T, B, *obs_shape], action [T, B, (A)], reward / terminated /
             is_first [T, B]
         """
-        loss, metrics, observed = self.loss(batch)
+        with self.autocast():
+            loss, metrics, observed = self.loss(batch)
         # a non-finite loss or gradient skips the step (counted; too many in a row stop the run)
         self.guard.step("model_loss", loss, self.optimizers["model"], self.nets.parameters(), self.cfg.grad_clip)
         grad_norm = self.guard.last_grad_norm
@@ -290,7 +291,7 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
 
     def predict_continue(self, state: torch.Tensor) -> torch.Tensor:
         """Probability that the episode goes on. Shapes: state [..., F] -> [...]"""
-        return torch.sigmoid(self.cont_head(state).squeeze(-1))
+        return torch.sigmoid(self.cont_head(state).squeeze(-1).float())
 
     def imagine_step(self, state: torch.Tensor, action: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import copy
 import importlib.util
+import os
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -13,7 +14,7 @@ from easydict import EasyDict
 
 from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY, closest_match
 from registry.registry import absolute_plugin_files, import_all
-from worldmodels.config import ConfigError, check_range, deep_update, merge_config
+from worldmodels.config import ConfigError, IntOrAuto, check_range, deep_update, merge_config
 from worldmodels.envs import VECTOR_MODES, check_env_id
 from worldmodels.utils import DEVICE_CHOICES
 
@@ -23,9 +24,11 @@ PIPELINE_DEFAULTS: dict = dict(
     exp_name="experiment",  # runs go to <out>/<exp_name>/<stamp>/
     seed=0,
     device="cpu",  # cpu | cuda | auto; components with device None inherit it
-    # torch CPU threads. Small RL nets are latency-bound: one thread per process avoids the
-    # oversubscription that slowed steps tenfold on 2 cores. 0 leaves torch's default.
-    num_threads=1,
+    # torch CPU threads: "auto" uses the cores this process may run on (at most AUTO_THREADS_CAP)
+    # for a run alone; `compare` gives each run one unless told otherwise. Threads that share a
+    # core with another job stall each other (a 256^3 matmul ran 50x slower): set 1 on a busy
+    # machine. 0 leaves torch's default.
+    num_threads=IntOrAuto("auto"),
     env_steps=10_000,  # total env steps of the run
     checkpoint_every=0,  # env steps between checkpoints; 0: only at the end (and on SIGINT/SIGTERM)
     keep_checkpoints=3,  # checkpoint.pt plus this many minus one older ones in checkpoints/
@@ -106,6 +109,17 @@ def parse_overrides(items: Iterable[str]) -> dict:
     return overrides
 
 
+AUTO_THREADS_CAP = 8  # small RL networks gain nothing from more threads than this
+
+
+def resolve_threads(num_threads: int | str) -> int:
+    """The torch thread count of a config's ``num_threads`` ("auto": the usable cores, capped)."""
+    if num_threads == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(cores, AUTO_THREADS_CAP))
+    return int(num_threads)
+
+
 def compose_config(name_or_path: str, preset: str | None = None, sets: Iterable[str] = (),
                    seed: int | None = None, env_steps: int | None = None) -> EasyDict:
     """Load a config file, apply a preset, ``--set`` overrides, seed and step budget; resolve it."""
@@ -164,7 +178,8 @@ def resolve_config(raw: Mapping) -> EasyDict:
         check_range(cfg, key, 1)
     for key in ("collector.warmup_steps", "checkpoint_every", "learner.updates_per_step"):
         check_range(cfg, key, 0)
-    check_range(cfg, "num_threads", 0, 1024)
+    if cfg.num_threads != "auto":
+        check_range(cfg, "num_threads", 0, 1024)
     check_range(cfg, "seed", 0, MAX_SEED)
     check_range(cfg, "env.max_episode_steps", 1, allow_none=True)
     check_range(cfg, "env.action_repeat", 1)

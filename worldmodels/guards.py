@@ -52,21 +52,23 @@ class UpdateGuard:
         """
         for optimizer, _, _ in groups:
             optimizer.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(loss.detach()).all()):
-            return self._skip(name, "loss", [g[0] for g in groups])
-        loss.backward()
+        loss.backward()  # a non-finite loss gives non-finite gradients, which are then dropped
         norms = []
         for optimizer, params, max_grad_norm in groups:
             if params is None:
                 params = [p for group in optimizer.param_groups for p in group["params"]]
             params = [p for p in params if p.grad is not None]
             if not params:
-                norms.append(torch.zeros(()))
+                norms.append(loss.new_zeros(()))
             elif max_grad_norm is not None and math.isfinite(max_grad_norm):
                 norms.append(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
             else:
                 norms.append(torch.nn.utils.get_total_norm([p.grad for p in params]))
-        self.last_grad_norm = float(torch.stack([n.float().cpu() for n in norms]).norm())
+        # one read from the device per update: the loss and the gradient norm together
+        total = torch.stack([n.float() for n in norms]).norm()
+        loss_value, self.last_grad_norm = torch.stack([loss.detach().float().sum(), total]).tolist()
+        if not math.isfinite(loss_value):
+            return self._skip(name, "loss", [g[0] for g in groups])
         if not math.isfinite(self.last_grad_norm):
             return self._skip(name, "gradient", [g[0] for g in groups])
         for optimizer, _, _ in groups:

@@ -48,7 +48,7 @@ from worldmodels.config import ConfigError, check_range, check_sizes
 from worldmodels.dreamer_nets import TwoHot
 from worldmodels.replay_ratio import ReplayRatioTraining
 from worldmodels.termination import never_done, termination_fn
-from worldmodels.utils import check_rank, frozen, seeded_init
+from worldmodels.utils import adam, check_rank, frozen, seeded_init
 
 CONTEXTS = ("none", "goal")
 TERMINATIONS = ("auto", "learned", "none")
@@ -108,7 +108,14 @@ def normed_mlp(in_dim: int, hidden: list[int], out_dim: int, zero_output: bool =
             nn.init.zeros_(layer.bias)
     if zero_output:
         nn.init.zeros_(layers[-1].weight)
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, ToFloat())  # no parameters: the state dict keys are the layers'
+
+
+class ToFloat(nn.Module):
+    """Float32 output whatever the autocast dtype inside (distributions and losses stay float32)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
 
 
 class EnsembleMLP(nn.Module):
@@ -158,7 +165,7 @@ class EnsembleMLP(nn.Module):
             if i < last:
                 x = F.layer_norm(x, x.shape[-1:]) * pick(self.norm_weights[i]) + pick(self.norm_biases[i])
                 x = self.activation(x)
-        return x
+        return x.float()  # float32 under bf16 autocast
 
     def _forward_single(self, x: torch.Tensor) -> torch.Tensor:
         """A one-member ensemble on shared rows with fused kernels (planning's hot path).
@@ -172,7 +179,7 @@ class EnsembleMLP(nn.Module):
             if i < last:
                 x = self.activation(F.layer_norm(x, x.shape[-1:], self.norm_weights[i][0, 0],
                                                  self.norm_biases[i][0, 0]))
-        return x
+        return x.float()
 
 
 class Mixture(NamedTuple):
@@ -581,8 +588,8 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         groups = [{"params": list(self.encoder.parameters()), "lr": c.lr * c.encoder_lr_scale, "base_scale":
                    c.encoder_lr_scale},
                   {"params": [p for module in rest for p in module.parameters()], "lr": c.lr, "base_scale": 1.0}]
-        self.optimizers["model"] = torch.optim.Adam(groups, lr=c.lr)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, eps=1e-5)
+        self.optimizers["model"] = adam(groups, lr=c.lr)
+        self.optimizers["actor"] = adam(self.actor.parameters(), lr=c.actor_lr, eps=1e-5)
 
     @property
     def planning_members(self) -> int:
@@ -802,13 +809,15 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
             valid [T, B], T = ``sequence_length``
         """
         self._set_learning_rates()
-        targets = self.targets(batch)
-        loss, metrics, states = self.loss(batch, targets)
+        with self.autocast():
+            targets = self.targets(batch)
+            loss, metrics, states = self.loss(batch, targets)
         c = self.cfg
         self.guard.step("model_loss", loss, self.optimizers["model"], None, c.grad_clip)
         metrics["grad_norm"] = self.guard.last_grad_norm
         state_valid = torch.cat([torch.ones_like(targets.valid[:1]), targets.valid[: c.horizon_k]])
-        actor_loss, actor_metrics = self.actor_loss(states.detach(), state_valid)
+        with self.autocast():
+            actor_loss, actor_metrics = self.actor_loss(states.detach(), state_valid)
         self.guard.step("actor_loss", actor_loss, self.optimizers["actor"], None, c.grad_clip)
         self.polyak_update()
         self.gradient_steps += 1

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, ClassVar
@@ -36,7 +37,7 @@ from worldmodels.base import DynaWorldModel, Metrics
 from worldmodels.config import ConfigError
 from worldmodels.nets import activation
 from worldmodels.termination import TerminationFn, never_done, termination_fn
-from worldmodels.utils import check_rank
+from worldmodels.utils import adam, check_rank
 
 TERMINATION_MODES = ("auto", "registry", "learned", "none")
 
@@ -187,7 +188,7 @@ class ProbabilisticEnsemble(nn.Module):
         x = (inputs - self.input_mean) / self.input_std
         for layer in self.layers[:-1]:
             x = self.activation(layer(x, members))
-        out = self.layers[-1](x, members)
+        out = self.layers[-1](x, members).float()  # float32 heads under bf16 autocast
         g = self.gaussian_dim
         mean, raw_logvar, logits = out[..., :g], out[..., g:2 * g], out[..., 2 * g:]
         logvar = self.max_logvar - F.softplus(self.max_logvar - raw_logvar)
@@ -281,6 +282,8 @@ class EnsembleTrainer:
         generator: shuffling, splitting and bootstrap randomness.
         guard: optional ``UpdateGuard``-like object whose ``step(name, loss, optimizer)``
             runs each update (skipping non-finite ones); plain Adam steps when None.
+        autocast: returns the context each training forward pass runs in (the model's
+            ``precision``); no autocast by default.
         All other arguments are hyper-parameters as in ``MbpoWorldModel.config``.
     """
 
@@ -290,7 +293,7 @@ class EnsembleTrainer:
                  max_epochs_since_update: int = 5, improvement_threshold: float = 0.01, min_epoch_batches: int = 10,
                  max_train_steps: int | None = None, bootstrap: bool = True, logvar_bound_coef: float = 0.01,
                  termination_coef: float = 1.0, normalize_targets: bool = True, reset_optimizer: bool = True,
-                 guard: Any = None) -> None:
+                 guard: Any = None, autocast: Callable[[], AbstractContextManager] = nullcontext) -> None:
         if len(weight_decays) != len(ensemble.layers):
             raise ConfigError(f"world_model.weight_decays needs one value per layer ({len(ensemble.layers)}: "
                               f"hidden layers + output), got {len(weight_decays)}")
@@ -318,7 +321,8 @@ class EnsembleTrainer:
         self.normalize_targets = bool(normalize_targets)
         self.reset_optimizer = bool(reset_optimizer)
         self.guard = guard
-        self.optimizer = torch.optim.Adam(ensemble.parameters(), lr=learning_rate)
+        self.autocast = autocast  # the precision of training steps' forward passes
+        self.optimizer = adam(ensemble.parameters(), lr=learning_rate)
         self.history: list[torch.Tensor] = []  # per-epoch holdout scores [E] of the latest fit
 
     # -- losses ---------------------------------------------------------
@@ -473,7 +477,8 @@ class EnsembleTrainer:
             if self._out_of_steps(steps):
                 break
             batch = train.subset(order[:, start:start + self.batch_size])
-            loss, nll, mse = self.loss(batch)
+            with self.autocast():
+                loss, nll, mse = self.loss(batch)
             if self.guard is not None:  # skips (and counts) a step whose loss or gradient is not finite
                 self.guard.step("ensemble", loss, self.optimizer)
             else:
@@ -587,7 +592,7 @@ class MbpoWorldModel(DynaWorldModel):
             max_train_steps=c.max_train_steps,
             bootstrap=c.bootstrap, logvar_bound_coef=c.logvar_bound_coef, termination_coef=c.termination_coef,
             normalize_targets=c.normalize_targets, reset_optimizer=c.reset_optimizer,
-            guard=getattr(self, "guard", None))
+            guard=getattr(self, "guard", None), autocast=self.autocast)
         self.optimizers["ensemble"] = self.trainer.optimizer
 
     @property

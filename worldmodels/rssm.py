@@ -41,7 +41,8 @@ class LayerNormGRUCell(nn.Module):
         gates = torch.sigmoid(parts[..., :2 * self.hidden_dim])
         reset, update = gates.chunk(2, dim=-1)
         candidate = torch.tanh(reset * parts[..., 2 * self.hidden_dim:])
-        return torch.lerp(h, candidate, update)
+        # the state stays in its own dtype (float32) when the gates ran in bf16 under autocast
+        return torch.lerp(h, candidate.to(h.dtype), update.to(h.dtype))
 
 
 def linear_plus(base: torch.Tensor, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
@@ -116,7 +117,7 @@ class RSSM(nn.Module):
 
     # -- single steps ---------------------------------------------------
     def _dist(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return unimix_probs(logits.unflatten(-1, (self.stoch, self.classes)), self.unimix)
+        return unimix_probs(logits.float().unflatten(-1, (self.stoch, self.classes)), self.unimix)
 
     def sample(self, log_probs: torch.Tensor, generator: torch.Generator | None, *,
                probs: torch.Tensor | None = None, uniform: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,3 +124,25 @@ def test_train_iter_counts_only_updates_that_changed_the_policy():
                       None, start_step=0)
     assert learner.train(10, 5) == 2
     assert policy.calls == 5 and learner.train_iter == 2
+
+
+@pytest.mark.parametrize("during_warmup", [False, True])
+def test_no_model_training_or_evaluation_of_the_untouched_policy_during_warmup(tmp_path, during_warmup):
+    cfg = compose_config("pendulum_mbpo", preset="debug",
+                         sets=["evaluator.eval_freq=100", f"world_model.train_during_warmup={during_warmup}"])
+    pipeline = SerialPipeline(cfg, out_dir=tmp_path, show_progress=False)
+    trained_at, real_train = [], pipeline.world_model.train
+
+    def recording_train(env_buffer, envstep, train_iter):
+        trained_at.append(envstep)
+        return real_train(env_buffer, envstep, train_iter)
+
+    pipeline.world_model.train = recording_train
+    result = pipeline.run()
+    assert cfg.collector.warmup_steps == 200 and cfg.world_model.train_freq == 100
+    with open(Path(result["run_dir"]) / "progress.csv") as handle:
+        evaluated = [int(row["env_step"]) for row in csv.DictReader(handle)]
+    if during_warmup:  # asked for: the model fits from its first batch on, and each fit is evaluated
+        assert trained_at[:2] == [100, 200] and evaluated == [0, 100, 200, 300, 400]
+    else:  # the first fit is at the end of warm-up, and the random policy is evaluated once, at 0
+        assert trained_at[:2] == [200, 300] and evaluated == [0, 200, 300, 400]

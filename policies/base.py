@@ -31,7 +31,7 @@ class Policy(Configurable, abc.ABC):
         type=None,
         import_names=[],
         device=None,  # cpu | cuda | auto; None inherits the pipeline's device
-        precision="fp32",  # fp32 | bf16: the dtype of matmuls in updates (worldmodels.precision)
+        precision="fp32",  # fp32 | bf16 | auto: the dtype of matmuls in updates (worldmodels.precision)
         max_nonfinite_updates=10,  # consecutive skipped (non-finite) updates before the run stops
     )
     # the precisions this type's updates run in (a type that never enters ``autocast()`` lists fp32 only)

@@ -145,6 +145,7 @@ class DreamerPolicy(Policy):
     """
 
     config: ClassVar[dict] = {
+        "precision": "auto",  # bf16 where this machine runs it natively: returns measured to hold (README)
         "horizon": 15,  # imagined steps per update
         "gamma": 0.997,  # discount
         "return_lambda": 0.95,  # TD(lambda) mixing

@@ -73,6 +73,7 @@ class SACPolicy(Policy):
     """
 
     config = dict(
+        precision="auto",  # bf16 where this machine runs it natively: returns measured to hold (README)
         hidden_sizes=[256, 256],  # actor and critic MLP widths
         activation="relu",
         actor_lr=3e-4,

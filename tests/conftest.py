@@ -1,13 +1,17 @@
 """Shared fixtures: a toy world model and env spec for fast tests."""
 from __future__ import annotations
 
-import gymnasium as gym
-import numpy as np
-import pytest
-import torch
-from torch import nn
+import os
 
-from worldmodels import DreamWorldModel, DynaWorldModel
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see worldmodels/__init__.py)
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from worldmodels import DreamWorldModel, DynaWorldModel  # noqa: E402
 
 torch.set_num_threads(1)  # tests run beside other processes on small machines
 

@@ -32,6 +32,8 @@ class RunLogger:
         self.columns: list[str] = list(PROGRESS_COLUMNS)
         self.start_time = time.perf_counter()
         self.last_eval = float("nan")
+        self.last_eval_text = ""
+        self.progress_metric: str | None = None  # e.g. "world_model/loss": shown beside the return
 
     def open(self, run_dir: Path, start_step: int = 0, wall_offset: float = 0.0) -> None:
         """Start writing into ``run_dir``; a resumed run passes its step and training time so far."""
@@ -56,6 +58,8 @@ class RunLogger:
             self.latest[name] = value
             if self.writer is not None and math.isfinite(value):
                 self.writer.add_scalar(name, value, step)
+            if name == self.progress_metric:
+                self._show_postfix()
 
     def advance(self, envstep: int) -> None:
         if self.bar is not None:
@@ -73,9 +77,18 @@ class RunLogger:
             if key not in self.columns:
                 self.columns.append(key)
         self._write_csv()
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"eval return {mean:.1f} ± {std:.1f}", refresh=False)
+        self.last_eval_text = f"eval return {mean:.1f} ± {std:.1f}"
+        self._show_postfix()
         return row
+
+    def _show_postfix(self) -> None:
+        """The progress bar's text: the latest evaluation and the model's latest loss."""
+        if self.bar is None:
+            return
+        parts = [self.last_eval_text] if self.last_eval_text else []
+        if self.progress_metric in self.latest:
+            parts.append(f"model {self.progress_metric.split('/', 1)[1]} {self.latest[self.progress_metric]:.3g}")
+        self.bar.set_postfix_str(", ".join(parts), refresh=False)
 
     def _write_csv(self) -> None:
         if self.run_dir is None:

@@ -76,6 +76,7 @@ class SerialPipeline:
         self.world_model = None
         if cfg.world_model is not None:
             self.world_model = WORLD_MODEL_REGISTRY.build(cfg.world_model, env_spec, self.logger, seed=cfg.seed)
+            self.logger.progress_metric = f"world_model/{getattr(self.world_model, 'progress_metric', 'loss')}"
         self.policy = POLICY_REGISTRY.build(cfg.policy, env_spec, world_model=self.world_model, seed=cfg.seed,
                                             logger=self.logger)
         self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(out_dir, cfg.exp_name, cfg.seed)
@@ -165,6 +166,8 @@ class SerialPipeline:
             json.dump(to_plain(self.cfg), handle, indent=2)
         self.logger.open(self.run_dir, start_step=self.collector.envstep, wall_offset=self.wall_offset)
         self.logger.message(f"run directory: {self.run_dir}")
+        model = "" if self.world_model is None else f"world model {self.world_model.precision}, "
+        self.logger.message(f"torch threads: {self.threads}; precision: {model}policy {self.policy.precision}")
 
     def _install_signal_handlers(self) -> dict:
         def request_stop(signum: int, frame: Any) -> None:

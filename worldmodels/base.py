@@ -36,12 +36,14 @@ class WorldModel(Configurable, abc.ABC):
         eval_freq=250,  # env steps between two model evaluations
         rollout_length_scheduler=dict(type="constant", rollout_length=1),
         device=None,  # cpu | cuda | auto; None inherits the pipeline's device
-        precision="fp32",  # fp32 | bf16: the dtype of matmuls in updates (worldmodels.precision)
+        precision="fp32",  # fp32 | bf16 | auto: the dtype of matmuls in updates (worldmodels.precision)
         max_nonfinite_updates=10,  # consecutive skipped (non-finite) updates before the run stops
         # train, evaluate and imagine during the collector's random warm-up too (by default the
         # model's first training is at the end of warm-up, when the policy starts learning)
         train_during_warmup=False,
     )
+    # the metric of ``train`` that the progress bar shows beside the return
+    progress_metric: ClassVar[str] = "loss"
     # the precisions this type's updates run in (a type that never enters ``autocast()`` lists fp32 only)
     supported_precisions: ClassVar[tuple[str, ...]] = PRECISIONS
 

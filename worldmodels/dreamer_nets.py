@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worldmodels.precision import FloatLinear
+
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
     """sign(x) log(1 + |x|): compresses large magnitudes, near identity around zero."""
@@ -71,7 +73,7 @@ class TwoHot(nn.Module):
 
     def mean(self, logits: torch.Tensor, normalized: bool = False) -> torch.Tensor:
         probs = logits.float().exp() if normalized else torch.softmax(logits.float(), dim=-1)
-        return symexp(probs @ self.bins)
+        return symexp((probs * self.bins).sum(-1))  # not a matmul: float32 under bf16 autocast too
 
 
 # -- categorical latents -----------------------------------------------------
@@ -156,7 +158,7 @@ def norm_mlp(in_dim: int, units: int, layers: int, out_dim: int | None = None,
         modules += [nn.Linear(last, units, bias=False), nn.LayerNorm(units, eps=1e-3), nn.SiLU()]
         last = units
     if out_dim is not None:
-        out = nn.Linear(last, out_dim)
+        out = FloatLinear(last, out_dim)
         if zero_output:
             nn.init.zeros_(out.weight)
             nn.init.zeros_(out.bias)

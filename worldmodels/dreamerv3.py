@@ -118,6 +118,7 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
     """
 
     config: ClassVar[dict] = {
+        "precision": "auto",  # bf16 where this machine runs it natively: returns measured to hold (README)
         "size": "XXS",  # a key of SIZES; the size keys below override single values
         "deter": None,  # GRU state size
         "units": None,  # hidden width of every MLP

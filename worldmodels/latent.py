@@ -46,6 +46,7 @@ from registry import WORLD_MODEL_REGISTRY
 from worldmodels.base import DreamWorldModel, Metrics
 from worldmodels.config import ConfigError, check_range, check_sizes
 from worldmodels.dreamer_nets import TwoHot
+from worldmodels.precision import FloatLinear
 from worldmodels.replay_ratio import ReplayRatioTraining
 from worldmodels.termination import never_done, termination_fn
 from worldmodels.utils import adam, check_rank, frozen, seeded_init
@@ -101,21 +102,14 @@ def normed_mlp(in_dim: int, hidden: list[int], out_dim: int, zero_output: bool =
     for width in hidden:
         layers += [nn.Linear(last, width), nn.LayerNorm(width), Activation(activation)]
         last = width
-    layers.append(nn.Linear(last, out_dim))
+    layers.append(FloatLinear(last, out_dim))
     for layer in layers:
         if isinstance(layer, nn.Linear):
             nn.init.trunc_normal_(layer.weight, std=0.02)
             nn.init.zeros_(layer.bias)
     if zero_output:
         nn.init.zeros_(layers[-1].weight)
-    return nn.Sequential(*layers, ToFloat())  # no parameters: the state dict keys are the layers'
-
-
-class ToFloat(nn.Module):
-    """Float32 output whatever the autocast dtype inside (distributions and losses stay float32)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float()
+    return nn.Sequential(*layers)
 
 
 class EnsembleMLP(nn.Module):

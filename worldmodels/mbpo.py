@@ -533,7 +533,9 @@ class MbpoWorldModel(DynaWorldModel):
     termination function for ``env_id`` or from a learned termination head.
     """
 
+    progress_metric: ClassVar[str] = "holdout_mse"  # the elites' error on held-out transitions
     config: ClassVar[dict] = {
+        "precision": "auto",  # bf16 where this machine runs it natively: returns measured to hold (README)
         "type": "mbpo",
         "env_id": None,  # gymnasium id; selects a registered termination function (the pipeline fills it)
         "termination": "auto",  # auto: registered function, else learned head | registry | learned | none

@@ -1,7 +1,10 @@
-"""Mixed precision for updates: ``precision: fp32 | bf16`` in a world model's or a policy's
-config (each type lists the precisions it supports in ``supported_precisions``).
+"""Mixed precision for updates: ``precision: fp32 | bf16 | auto`` in a world model's or a
+policy's config (each type lists the precisions it supports in ``supported_precisions``).
 
-- ``fp32``: no autocast (the default where a model has not been measured in bf16).
+- ``fp32``: no autocast.
+- ``auto``: bf16 where the device runs it natively (a CPU with AVX512_BF16 or AMX, a CUDA
+  GPU with bf16 support) and the type supports it, else fp32; the default of the types whose
+  returns were measured to hold in bf16.
 - ``bf16``: matmuls and convolutions in bfloat16 under ``torch.autocast``; parameters,
   optimiser state, recurrent states, losses, log-probabilities, KL, twohot bins and
   normalisers stay float32 (the modules cast their outputs with ``.float()`` where it
@@ -23,16 +26,20 @@ import torch
 from worldmodels.config import ConfigError
 
 PRECISIONS = ("fp32", "bf16")
+CHOICES = (*PRECISIONS, "auto")
 DTYPES = {"bf16": torch.bfloat16}
 log = logging.getLogger(__name__)
 
 
 def check_precision(precision: str, device: torch.device, where: str,
                     supported: tuple[str, ...] = PRECISIONS, owner: str = "") -> str:
-    """``precision`` if ``owner`` (e.g. "world model 'latent'") supports it; a ConfigError naming
-    ``where`` (the config section) and the valid values otherwise."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"{where}.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    """The precision to run in: ``precision`` ("auto" resolved for ``device``) if ``owner`` (e.g.
+    "world model 'latent'") supports it; a ConfigError naming ``where`` (the config section) and
+    the valid values otherwise."""
+    if precision not in CHOICES:
+        raise ConfigError(f"{where}.precision must be one of {', '.join(CHOICES)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if "bf16" in supported and native_bf16(device) else "fp32"
     if precision not in supported:
         raise ConfigError(f"{where}.precision {precision!r} is not supported by {owner or where} "
                           f"(valid: {', '.join(supported)})")
@@ -40,6 +47,21 @@ def check_precision(precision: str, device: torch.device, where: str,
         log.warning("%s.precision is bf16 but this CPU has no native bf16 (AVX512_BF16 or AMX): "
                     "bf16 matmuls are emulated and may be slower than fp32", where)
     return precision
+
+
+class FloatLinear(torch.nn.Linear):
+    """An output layer whose result is float32 whatever the autocast dtype of its matmul (the
+    heads' logits, means and log-stds feed distributions and losses, which stay float32)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).float()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 matmuls natively."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 @functools.cache

@@ -146,3 +146,14 @@ def test_no_model_training_or_evaluation_of_the_untouched_policy_during_warmup(t
         assert trained_at[:2] == [100, 200] and evaluated == [0, 100, 200, 300, 400]
     else:  # the first fit is at the end of warm-up, and the random policy is evaluated once, at 0
         assert trained_at[:2] == [200, 300] and evaluated == [0, 200, 300, 400]
+
+
+def test_progress_bar_shows_the_models_loss_beside_the_return(tmp_path, capsys):
+    cfg = compose_config("pendulum_mbpo", preset="debug")
+    pipeline = SerialPipeline(cfg, out_dir=tmp_path, show_progress=True)
+    assert pipeline.logger.progress_metric == "world_model/holdout_mse"
+    pipeline.run()
+    last_error = pipeline.logger.latest["world_model/holdout_mse"]
+    final = capsys.readouterr().out.split("\r")[-1]  # the bar's last refresh
+    assert (f"eval return {pipeline.last_eval['eval_return_mean']:.1f} ± {pipeline.last_eval['eval_return_std']:.1f}, "
+            f"model holdout_mse {last_error:.3g}]") in final

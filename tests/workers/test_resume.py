@@ -34,10 +34,25 @@ def debug_steps(config):
 
 @pytest.mark.parametrize("config", shipped_config_names())
 def test_resume_matches_uninterrupted_run(config, tmp_path):
+    check_resume(config, tmp_path, (), stops=2)
+
+
+def bf16_sets(config):
+    """--set values that run every update of ``config`` in bf16."""
+    raw, presets = load_config_file(config)
+    return ["policy.precision='bf16'"] + (["world_model.precision='bf16'"] if raw.get("world_model") else [])
+
+
+@pytest.mark.parametrize("config", shipped_config_names())
+def test_resume_matches_uninterrupted_run_in_bf16(config, tmp_path):
+    check_resume(config, tmp_path, bf16_sets(config), stops=1)
+
+
+def check_resume(config, tmp_path, sets, stops):
     total = debug_steps(config)
-    reference = progress_without_wall_time(run(config, tmp_path / "full")["run_dir"])
-    for stop in (total // 3 + 7, 2 * total // 3 + 3):
-        first = run(config, tmp_path / f"stop{stop}", env_steps=stop)
+    reference = progress_without_wall_time(run(config, tmp_path / "full", sets=sets)["run_dir"])
+    for stop in (total // 3 + 7, 2 * total // 3 + 3)[:stops]:
+        first = run(config, tmp_path / f"stop{stop}", env_steps=stop, sets=sets)
         resumed = SerialPipeline.resume(first["run_dir"], env_steps=total, show_progress=False).run()
         assert resumed["env_steps"] == total
         assert progress_without_wall_time(resumed["run_dir"]) == reference, f"stopped at {stop}"

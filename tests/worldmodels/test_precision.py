@@ -26,9 +26,9 @@ def dreamer_pair(precision):
 
 
 def test_bad_precision_names_the_key_and_the_choices():
-    with pytest.raises(ConfigError, match=r"world_model.precision must be one of fp32, bf16, got 'bf8'"):
+    with pytest.raises(ConfigError, match=r"world_model.precision must be one of fp32, bf16, auto, got 'bf8'"):
         WORLD_MODEL_REGISTRY.build({**TINY, "precision": "bf8"}, VectorSpec(), None, seed=0)
-    with pytest.raises(ConfigError, match=r"policy.precision must be one of fp32, bf16, got 'fp16'"):
+    with pytest.raises(ConfigError, match=r"policy.precision must be one of fp32, bf16, auto, got 'fp16'"):
         check_precision("fp16", torch.device("cpu"), "policy")
 
 
@@ -42,6 +42,17 @@ def test_a_type_that_does_not_run_in_bf16_refuses_it_by_name():
                                           r"'fp32_only' \(valid: fp32\)"):
         Fp32Only({"type": "fp32_only", "precision": "bf16"}, BoxSpec())
     assert Fp32Only({"type": "fp32_only"}, BoxSpec()).precision == "fp32"
+
+
+def test_auto_is_bf16_only_where_the_device_runs_it_natively_and_the_type_supports_it(monkeypatch):
+    import worldmodels.precision as precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert check_precision("auto", cpu, "policy") == "bf16"
+    assert check_precision("auto", cpu, "policy", ("fp32",)) == "fp32"
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert check_precision("auto", cpu, "policy") == "fp32"
 
 
 def test_fp32_is_no_autocast_and_bf16_runs_matmuls_in_bf16():

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see worldmodels/__init__.py)
+# num_threads "auto" means one thread in tests: they run beside other processes on small machines,
+# where threads that share a core stall each other
+os.environ.setdefault("WORLDMODELS_MAX_THREADS", "1")
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402

@@ -8,11 +8,6 @@ if sys.argv[:1] == ["-m"] and sys.path and sys.path[0] in ("", os.getcwd()):
     # (configs/, workers/, registry/, policies/: common in ML projects) would shadow it.
     sys.path.pop(0)
 
-# Idle OpenMP threads sleep instead of spinning (read once, when torch loads): with threads
-# spinning, a 2-thread run beside another job on 2 cores ran 7x slower than with 1 thread;
-# sleeping, 1.5x. Set OMP_WAIT_POLICY yourself to choose otherwise.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from worldmodels.base import DreamWorldModel, DynaWorldModel, HybridWorldModel, WorldModel
 from worldmodels.config import ConfigError
 

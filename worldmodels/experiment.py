@@ -24,10 +24,11 @@ PIPELINE_DEFAULTS: dict = dict(
     exp_name="experiment",  # runs go to <out>/<exp_name>/<stamp>/
     seed=0,
     device="cpu",  # cpu | cuda | auto; components with device None inherit it
-    # torch CPU threads: "auto" uses the cores this process may run on (at most AUTO_THREADS_CAP)
-    # for a run alone; `compare` gives each run one unless told otherwise. Threads that share a
-    # core with another job stall each other (a 256^3 matmul ran 50x slower): set 1 on a busy
-    # machine. 0 leaves torch's default.
+    # torch CPU threads: "auto" uses the cores this process may run on (at most AUTO_THREADS_CAP,
+    # or WORLDMODELS_MAX_THREADS) for a run alone; `compare` gives each run one unless told
+    # otherwise. Threads that share a core with another job stall each other (a debug run took
+    # 7x longer with 2 threads than with 1 beside another job): set 1 on a busy machine. 0 leaves
+    # torch's default.
     num_threads=IntOrAuto("auto"),
     env_steps=10_000,  # total env steps of the run
     checkpoint_every=0,  # env steps between checkpoints; 0: only at the end (and on SIGINT/SIGTERM)
@@ -113,10 +114,17 @@ AUTO_THREADS_CAP = 8  # small RL networks gain nothing from more threads than th
 
 
 def resolve_threads(num_threads: int | str) -> int:
-    """The torch thread count of a config's ``num_threads`` ("auto": the usable cores, capped)."""
+    """The torch thread count of a config's ``num_threads``: "auto" is the usable cores, at most
+    AUTO_THREADS_CAP and at most the environment variable WORLDMODELS_MAX_THREADS where set."""
     if num_threads == "auto":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, min(cores, AUTO_THREADS_CAP))
+        cap = AUTO_THREADS_CAP
+        limit = os.environ.get("WORLDMODELS_MAX_THREADS", "").strip()
+        if limit:
+            if not limit.isdigit() or int(limit) < 1:
+                raise ConfigError(f"WORLDMODELS_MAX_THREADS must be a positive int, got {limit!r}")
+            cap = min(cap, int(limit))
+        return max(1, min(cores, cap))
     return int(num_threads)
 
 

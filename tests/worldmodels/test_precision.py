@@ -115,9 +115,15 @@ def test_mbpo_bf16_fits_the_model_as_well_as_fp32():
     assert scores["bf16"] == pytest.approx(scores["fp32"], rel=0.25)
 
 
-def test_num_threads_auto_uses_the_usable_cores_and_an_int_is_kept():
+def test_num_threads_auto_uses_the_usable_cores_and_an_int_is_kept(monkeypatch):
     cores = len(__import__("os").sched_getaffinity(0))
+    monkeypatch.delenv("WORLDMODELS_MAX_THREADS", raising=False)
     assert resolve_threads("auto") == min(cores, AUTO_THREADS_CAP)
+    monkeypatch.setenv("WORLDMODELS_MAX_THREADS", "1")  # the cap the test suite runs under
+    assert resolve_threads("auto") == 1
+    monkeypatch.setenv("WORLDMODELS_MAX_THREADS", "lots")
+    with pytest.raises(ConfigError, match="WORLDMODELS_MAX_THREADS must be a positive int, got 'lots'"):
+        resolve_threads("auto")
     assert resolve_threads(1) == 1
     assert compose_config("pendulum_sac").num_threads == "auto"
     with pytest.raises(ConfigError, match=r"config key 'num_threads' expects 'auto' or an int, got 'many'"):

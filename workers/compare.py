@@ -130,10 +130,34 @@ def _run_ray(pairs: Sequence[Pair], workers: int, threads: int, address: str | N
 
 
 def _run_local(pairs: Sequence[Pair], workers: int, progress: Any) -> list[dict]:
+    """Every pair's result; a run stopped by SIGINT/SIGTERM (its checkpoint saved) stops the
+    compare: the pairs not yet started are reported as not run, for the next call to resume."""
+    results = []
     if workers == 1:
-        return [_report(run_pair(pair), progress) for pair in pairs]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        return [_report(result, progress) for result in pool.map(run_pair, pairs)]
+        for pair in pairs:
+            results.append(_report(run_pair(pair), progress))
+            if _stopped_by_signal(results[-1]):
+                break
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run_pair, pair) for pair in pairs]
+            for future in futures:
+                if future.cancelled():
+                    continue
+                results.append(_report(future.result(), progress))
+                if _stopped_by_signal(results[-1]):
+                    for pending in futures:
+                        pending.cancel()
+    finished = {(result["config"], result["seed"]) for result in results}
+    return results + [{"config": pair.name, "seed": pair.seed, "error": NOT_RUN} for pair in pairs
+                      if (pair.name, pair.seed) not in finished]
+
+
+NOT_RUN = "not run: the compare was stopped by a signal; run the same command again to resume"
+
+
+def _stopped_by_signal(result: dict) -> bool:
+    return str(result.get("error", "")).startswith("stopped by SIG")
 
 
 def _report(result: dict, progress: Any) -> dict:

@@ -172,3 +172,36 @@ def test_thread_count_default_flag_and_user_set(extra, expected, tmp_path, capsy
                  "--env-steps", "150", "--out", str(out), *extra]) == 0
     config = json.loads((out / "runs" / "pendulum_sac" / "seed0" / "config.json").read_text())
     assert config["num_threads"] == expected
+
+
+def test_a_signal_that_stops_one_run_stops_the_compare_and_the_next_call_resumes(tmp_path, monkeypatch):
+    import signal
+
+    from workers import compare as compare_module
+
+    real_run = SerialPipeline.run
+    started = []
+
+    def run_then_signal(self):  # the first run is stopped by SIGTERM halfway, as by `kill` or Ctrl-C
+        started.append(self.run_dir.name)
+        if len(started) == 1:
+            real_iteration = self.iteration
+
+            def iteration():
+                real_iteration()
+                if self.collector.envstep == 150:
+                    self.stop_signal = signal.SIGTERM
+            self.iteration = iteration
+        return real_run(self)
+
+    monkeypatch.setattr(SerialPipeline, "run", run_then_signal)
+    out = tmp_path / "cmp"
+    results = []
+    compare(["pendulum_sac"], 2, preset="debug", env_steps=300, out=out, workers=1, progress=results.append)
+    assert started == ["seed0"]  # seed 1 never started
+    assert results[0]["error"] == "stopped by SIGTERM"
+    assert f"`pendulum_sac` seed 1: {compare_module.NOT_RUN}" in (out / "summary.md").read_text()
+    monkeypatch.setattr(SerialPipeline, "run", real_run)
+    results = []
+    compare(["pendulum_sac"], 2, preset="debug", env_steps=300, out=out, workers=1, progress=results.append)
+    assert [r.get("error") for r in results] == [None, None] and all(r["env_steps"] == 300 for r in results)

@@ -409,9 +409,12 @@ def _archive_latest(run_dir: Path, keep: int) -> None:
 def load_step(path: Path) -> int | None:
     """The env step a checkpoint was written at, or None when it cannot be read."""
     try:
-        return int(load_checkpoint(path)["env_step"])
-    except (CheckpointError, KeyError, ValueError, TypeError):  # TypeError: a damaged entry (None, a list)
+        step = load_checkpoint(path)["env_step"]
+    except (CheckpointError, KeyError, TypeError):
         return None
+    # a damaged entry (None, a float such as 1e241, a list) names no file
+    valid = isinstance(step, int) and not isinstance(step, bool) and 0 <= step < 10**15
+    return step if valid else None
 
 
 T = TypeVar("T")

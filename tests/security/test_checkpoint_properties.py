@@ -53,6 +53,7 @@ def one_line_or_success(code, capsys, allowed=(0, 2)):
 @given(key=st.sampled_from(TOP_KEYS), value=JUNK, drop=st.booleans())
 @example(key="env_step", value=None, drop=False)  # the archive of the damaged checkpoint.pt read its step
 @example(key="env_step", value=205, drop=False)  # a step past the budget that the collector never reached
+@example(key="env_step", value=1e241, drop=False)  # archived as checkpoint_1000...0.pt: a file name too long
 def test_a_damaged_entry_falls_back_or_stops_in_one_line(good_run, tmp_path, capsys, key, value, drop):
     def edit(state):
         if drop:

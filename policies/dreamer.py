@@ -103,7 +103,7 @@ class Actor(nn.Module):
         self.net = norm_mlp(feature_dim, units, layers, action_dim if discrete else 2 * action_dim)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net(features).float()  # float32 distributions under bf16 autocast
+        out = self.net(features)
         if self.discrete:
             return (unimix_log_probs(out, self.unimix),)
         mean, std = out.chunk(2, dim=-1)

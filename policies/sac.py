@@ -34,7 +34,7 @@ class TanhGaussianActor(nn.Module):
         Shapes:
             obs [B, O] -> action [B, A] in [-1, 1], log_prob [B]
         """
-        mean, log_std = self.trunk(obs).float().chunk(2, dim=-1)  # float32 under bf16 autocast
+        mean, log_std = self.trunk(obs).chunk(2, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         std = log_std.exp()
         if deterministic:
@@ -60,7 +60,7 @@ class TwinQ(nn.Module):
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Shapes: obs [B, O], action [B, A] -> q1 [B], q2 [B]"""
         x = torch.cat([obs, action], dim=-1)
-        return self.q1(x).squeeze(-1).float(), self.q2(x).squeeze(-1).float()
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
 
 @POLICY_REGISTRY.register("sac")

@@ -6,13 +6,7 @@ from typing import Any
 
 import numpy as np
 
-
-def check_fraction(name: str, value: Any) -> float:
-    """``value`` as a float in [0, 1); ValueError naming ``name`` otherwise."""
-    number = float(value)
-    if not 0.0 <= number < 1.0:
-        raise ValueError(f"{name} {value!r} is not a fraction in [0, 1)")
-    return number
+from worldmodels.utils import check_fraction
 
 
 class Learner:

@@ -193,7 +193,7 @@ class VectorDecoder(nn.Module):
         return self.net(features)
 
     def loss(self, features: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        return (self(features).float() - symlog(obs.float())).square().sum(-1)
+        return (self(features) - symlog(obs.float())).square().sum(-1)
 
 
 # -- images ------------------------------------------------------------------

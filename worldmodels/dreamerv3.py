@@ -292,7 +292,7 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
 
     def predict_continue(self, state: torch.Tensor) -> torch.Tensor:
         """Probability that the episode goes on. Shapes: state [..., F] -> [...]"""
-        return torch.sigmoid(self.cont_head(state).squeeze(-1).float())
+        return torch.sigmoid(self.cont_head(state).squeeze(-1))
 
     def imagine_step(self, state: torch.Tensor, action: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from worldmodels.precision import FloatLinear
+
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
@@ -30,5 +32,5 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "relu",
             layers.append(nn.LayerNorm(width))
         layers.append(activation(act)())
         last = width
-    layers.append(nn.Linear(last, out_dim))
+    layers.append(FloatLinear(last, out_dim))  # float32 output under bf16 autocast
     return nn.Sequential(*layers)

@@ -7,9 +7,10 @@ policy's config (each type lists the precisions it supports in ``supported_preci
   returns were measured to hold in bf16.
 - ``bf16``: matmuls and convolutions in bfloat16 under ``torch.autocast``; parameters,
   optimiser state, recurrent states, losses, log-probabilities, KL, twohot bins and
-  normalisers stay float32 (the modules cast their outputs with ``.float()`` where it
-  matters). On a CPU with native bf16 (AVX512_BF16 or AMX) a matmul runs about 4x faster
-  than in fp32; elsewhere bf16 is emulated and slower, and a warning says so.
+  normalisers stay float32 (output layers are ``FloatLinear``; other outputs that feed
+  distributions are cast with ``.float()``). On a CPU with native bf16 (AVX512_BF16 or
+  AMX) a matmul runs about 4x faster than in fp32; elsewhere bf16 is emulated and slower,
+  and a warning says so.
 
 fp16 (CUDA, with loss scaling) is not built yet: bf16 needs no loss scaling and runs on
 CPUs and on CUDA GPUs from Ampere on.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator
 
 import torch
 
@@ -85,12 +85,3 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
-
-@contextlib.contextmanager
-def full_precision() -> Iterator[None]:
-    """fp32 inside an autocast region (where accuracy needs it)."""
-    if not torch.is_autocast_enabled("cpu") and not torch.is_autocast_enabled("cuda"):
-        yield
-        return
-    with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
-        yield

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from worldmodels.utils import check_fraction
+
 
 class ReplayRatioTraining:
     """Mixin for a world model that trains ``replay_ratio`` gradient steps per env step on
@@ -88,9 +90,7 @@ class ReplayRatioTraining:
     def load_replay_ratio_state(self, state: Mapping) -> None:
         trained = int(state["trained_envstep"])
         self.trained_envstep = None if trained < 0 else trained
-        self.update_debt = float(state["update_debt"])
-        if not 0.0 <= self.update_debt < 1.0:  # a damaged value would run that many steps at once
-            raise ValueError(f"world model update_debt {state['update_debt']!r} is not a fraction in [0, 1)")
+        self.update_debt = check_fraction("world model update_debt", state["update_debt"])
         self.gradient_steps = int(state["gradient_steps"])
         self._metric_sums = dict(state.get("metric_sums", {}))
         self._metric_count = int(state.get("metric_count", 0))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,6 +62,15 @@ def check_rank(name: str, tensor: torch.Tensor, rank: int) -> None:
     """Raise ValueError when ``tensor`` does not have ``rank`` dimensions."""
     if tensor.dim() != rank:
         raise ValueError(f"{name} must have {rank} dimensions, got shape {tuple(tensor.shape)}")
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """``value`` as a float in [0, 1); ValueError naming ``name`` otherwise (an owed fraction of
+    an update: a damaged value would run that many updates at once)."""
+    number = float(value)
+    if not 0.0 <= number < 1.0:
+        raise ValueError(f"{name} {value!r} is not a fraction in [0, 1)")
+    return number
 
 
 def adam(params: Iterable, **kwargs) -> torch.optim.Adam:

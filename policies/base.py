@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from worldmodels.config import Configurable
-from worldmodels.guards import UpdateGuard
+from worldmodels.guards import UpdateGuard, check_state
 from worldmodels.precision import PRECISIONS, autocast, check_precision
 from worldmodels.utils import generator_for, resolve_device
 
@@ -85,6 +85,10 @@ class Policy(Configurable, abc.ABC):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.nets.parameters())
+
+    def check_state(self) -> None:
+        """Raise NonFiniteStateError naming the first non-finite parameter or optimiser state."""
+        check_state(self.guard.component, self.nets, self.optimizers)
 
     def state_dict(self) -> dict:
         return {

@@ -17,6 +17,31 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated or not one of ours."""
 
 
+class RunOutputError(RuntimeError):
+    """A run's output (TensorBoard events, progress.csv) could not be written, e.g. a full disk."""
+
+    def __init__(self, path: Path | str, err: OSError) -> None:
+        super().__init__(f"cannot write '{path}': {err.strerror or err}")
+
+
+class _ErrorRecordingFile:
+    """A binary file whose first write error is kept: torch.save turns it into an opaque zip error."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically: a temporary file, flushed, then renamed.
 
@@ -25,15 +50,19 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    handle = None
     try:
-        with open(tmp, "wb") as handle:
+        with open(tmp, "wb") as raw:
+            handle = _ErrorRecordingFile(raw)
             torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            raw.flush()
+            os.fsync(raw.fileno())
         tmp.replace(path)
     except (OSError, RuntimeError) as err:  # disk full, say: no partial file may stay behind
         tmp.unlink(missing_ok=True)
-        reason = getattr(err, "strerror", None) or (str(err).strip().splitlines() or [type(err).__name__])[0]
+        # torch reports a failed write as a zip error: the write's own error says what happened
+        cause = handle.error if handle is not None and handle.error is not None else err
+        reason = getattr(cause, "strerror", None) or (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         raise CheckpointError(f"cannot write checkpoint '{path}': {reason}; the previous checkpoint is "
                               "kept") from None
     return path

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from worldmodels.envs import EnvError, action_repeat, check_finite, make_vector_env
+from worldmodels.guards import check_action
 from worldmodels.utils import as_tensor
 
 
@@ -42,8 +43,9 @@ class SerialCollector:
         if self.envstep < self.warmup_steps:
             return self.envs.action_space.sample()
         obs = as_tensor(self.obs, self.policy.device)
-        action = self.policy.collect(obs)
-        return action.detach().cpu().numpy()
+        action = self.policy.collect(obs).detach().cpu().numpy()
+        check_action(self.policy, action, f"at env step {self.envstep}")
+        return action
 
     def step(self) -> int:
         """One vector step (``env_num * action_repeat`` env steps); returns the number of env steps taken."""

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from worldmodels.envs import EnvError, check_finite, make_env
+from worldmodels.guards import check_action
 from worldmodels.utils import as_tensor
 
 
@@ -48,6 +49,7 @@ class Evaluator:
             if frames is not None:
                 frames.append(env.render())
             action = policy.act(as_tensor(obs[None], policy.device))[0].cpu().numpy()
+            check_action(policy, action, f"at step {length} of an evaluation episode")
             if trajectory is not None:
                 trajectory.setdefault("obs", []).append(obs)
                 trajectory.setdefault("action", []).append(action)

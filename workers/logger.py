@@ -1,4 +1,4 @@
-"""Run output: tensorboardX events, progress.csv and a progress bar."""
+"""Run output: TensorBoard events, progress.csv and a progress bar."""
 from __future__ import annotations
 
 import csv
@@ -8,10 +8,58 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto import event_pb2
+from tensorboardX.summary import scalar
 from tqdm import tqdm
 
+from workers.checkpoint import RunOutputError
+
 PROGRESS_COLUMNS = ("env_step", "wall_time", "train_iter", "eval_return_mean", "eval_return_std")
+
+
+class EventWriter:
+    """TensorBoard scalars written from the calling thread, flushed every ``flush_secs``.
+
+    tensorboardX's SummaryWriter writes from a background thread: when the disk fills,
+    that thread dies printing a traceback and the next writes block on its full queue.
+    Here a write error reaches the caller as a RunOutputError, and a partial event file
+    is still readable up to its last whole record.
+    """
+
+    def __init__(self, run_dir: Path, flush_secs: float = 30.0) -> None:
+        try:  # the file opens with a first event
+            self.events = EventsWriter(str(Path(run_dir) / "events"))
+        except OSError as err:
+            raise RunOutputError(Path(run_dir) / "events.out.tfevents.*", err) from None
+        self.flush_secs = float(flush_secs)
+        self.last_flush = time.monotonic()
+
+    def add_scalar(self, name: str, value: float, step: int) -> None:
+        event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=scalar(name, value))
+        try:
+            self.events.write_event(event)
+        except OSError as err:
+            raise RunOutputError(self.path, err) from None
+        if time.monotonic() - self.last_flush >= self.flush_secs:
+            self.flush()
+
+    @property
+    def path(self) -> str:
+        return self.events._file_name
+
+    def flush(self) -> None:
+        try:
+            self.events.flush()
+        except OSError as err:
+            raise RunOutputError(self.path, err) from None
+        self.last_flush = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.events.close()
+        except OSError as err:
+            raise RunOutputError(self.path, err) from None
 
 
 class RunLogger:
@@ -25,7 +73,7 @@ class RunLogger:
         self.total_steps = int(total_steps)
         self.show_progress = show_progress
         self.run_dir: Path | None = None
-        self.writer: SummaryWriter | None = None
+        self.writer: EventWriter | None = None
         self.bar: tqdm | None = None
         self.latest: dict[str, float] = {}
         self.rows: list[dict[str, float]] = []
@@ -38,7 +86,7 @@ class RunLogger:
     def open(self, run_dir: Path, start_step: int = 0, wall_offset: float = 0.0) -> None:
         """Start writing into ``run_dir``; a resumed run passes its step and training time so far."""
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(str(self.run_dir), flush_secs=30)
+        self.writer = EventWriter(self.run_dir, flush_secs=30)
         self.start_time = time.perf_counter() - wall_offset
         for row in self.rows:
             for key in row:
@@ -95,11 +143,15 @@ class RunLogger:
             return
         path = self.run_dir / "progress.csv"
         tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.columns, restval="")
-            writer.writeheader()
-            writer.writerows(self.rows)
-        tmp.replace(path)
+        try:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=self.columns, restval="")
+                writer.writeheader()
+                writer.writerows(self.rows)
+            tmp.replace(path)
+        except OSError as err:  # a full disk: the previous progress.csv stays whole, no partial file stays
+            tmp.unlink(missing_ok=True)
+            raise RunOutputError(path, err) from None
 
     def message(self, text: str, always: bool = False) -> None:
         """Print ``text`` above the progress bar; without a bar only when ``always``."""
@@ -108,10 +160,16 @@ class RunLogger:
         elif always or self.show_progress:
             print(text, flush=True)
 
-    def close(self) -> None:
+    def close(self) -> RunOutputError | None:
+        """Close the bar and the event file; returns (not raises) an error writing the last events,
+        so that a failure already on its way out is not replaced by it."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            try:
+                writer.close()
+            except RunOutputError as err:
+                return err
+        return None

@@ -18,6 +18,7 @@ from workers.buffer import space_storage
 from workers.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
+    RunOutputError,
     check_identity,
     config_fingerprint,
     load_checkpoint,
@@ -35,7 +36,7 @@ from worldmodels.base import DynaWorldModel
 from worldmodels.config import ConfigError, to_plain
 from worldmodels.envs import EnvError
 from worldmodels.experiment import resolve_config, resolve_threads
-from worldmodels.guards import NonFiniteError
+from worldmodels.guards import NonFiniteError, NonFiniteStateError
 
 
 def make_run_dir(out_dir: str | Path, exp_name: str, seed: int) -> Path:
@@ -119,11 +120,11 @@ class SerialPipeline:
 
         A signal lets the current iteration finish, then writes a checkpoint.
         """
-        self._open_run_dir()
         start, start_step = time.perf_counter(), self.collector.envstep
         previous_handlers = self._install_signal_handlers()
         failure = None
         try:
+            self._open_run_dir()
             while self.collector.envstep < self.cfg.env_steps and self.stop_signal is None:
                 self.iteration()
             if self.stop_signal is None:
@@ -131,18 +132,24 @@ class SerialPipeline:
             if self.last_saved_step != self.collector.envstep:
                 self.save()
         except NonFiniteError as err:  # parameters are intact: the bad updates were skipped
-            self.save()
             failure = str(err)
-        except EnvError as err:  # the envs are in an unknown state: keep the last checkpoint
+            try:
+                self.save()
+            except NonFiniteStateError as state_err:
+                failure = f"{failure}; {state_err}"
+        except (EnvError, NonFiniteStateError, RunOutputError) as err:
+            # the envs or the nets are not sound, or the disk is full: keep the last checkpoint
             failure = str(err)
         finally:
             self._restore_signal_handlers(previous_handlers)
-            self.logger.close()
+            close_error = self.logger.close()
             self.collector.close()
             self.evaluator.close()
             for buffer in (self.env_buffer, self.img_buffer):
                 if buffer is not None and getattr(buffer, "storage", "memory") == "disk":
                     buffer.close()
+        if close_error is not None and failure is None:  # the last events could not be written
+            failure = str(close_error)
         wall = time.perf_counter() - start
         session_steps = self.collector.envstep - start_step
         return {"run_dir": str(self.run_dir), "env_steps": self.collector.envstep, "wall_time": wall,
@@ -297,7 +304,14 @@ class SerialPipeline:
         self.off_schedule_eval = False
 
     def save(self) -> Path:
-        """Write ``checkpoint.pt`` atomically, keeping the previous ones in ``checkpoints/``."""
+        """Write ``checkpoint.pt`` atomically, keeping the previous ones in ``checkpoints/``.
+
+        Raises:
+            NonFiniteStateError: a parameter or optimiser state is non-finite; nothing is written.
+        """
+        self.policy.check_state()
+        if self.world_model is not None:
+            self.world_model.check_state()
         path = rotate_and_save(self.state_dict(), self.run_dir, self.cfg.keep_checkpoints)
         self.last_saved_step = self.collector.envstep
         return path
@@ -340,8 +354,15 @@ class SerialPipeline:
         pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir)
         try:
             pipeline.load_state_dict(state)
+            pipeline.policy.check_state()  # an inf in the optimiser state would silently stall learning
+            if pipeline.world_model is not None:
+                pipeline.world_model.check_state()
         except ConfigError:
             raise
+        except NonFiniteStateError as err:
+            pipeline.collector.close()
+            pipeline.evaluator.close()
+            raise CheckpointError(f"checkpoint '{path}' holds non-finite values: {err}") from None
         except Exception as err:  # shapes or contents that do not fit: this checkpoint cannot be used
             pipeline.collector.close()
             pipeline.evaluator.close()

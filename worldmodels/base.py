@@ -10,7 +10,7 @@ from torch import nn
 
 from registry import BUFFER_REGISTRY, SCHEDULE_REGISTRY
 from worldmodels.config import ConfigError, Configurable
-from worldmodels.guards import UpdateGuard
+from worldmodels.guards import UpdateGuard, check_state
 from worldmodels.precision import PRECISIONS, autocast, check_precision
 from worldmodels.utils import check_rank, frozen, generator_for, resolve_device
 
@@ -115,6 +115,10 @@ class WorldModel(Configurable, abc.ABC):
     # -- state ----------------------------------------------------------
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.nets.parameters())
+
+    def check_state(self) -> None:
+        """Raise NonFiniteStateError naming the first non-finite parameter or optimiser state."""
+        check_state(self.guard.component, self.nets, self.optimizers)
 
     def to(self, device: torch.device | str) -> WorldModel:
         self.device = torch.device(device)

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from registry import ALL_REGISTRIES, RegistryError
-from workers.checkpoint import CheckpointError
+from workers.checkpoint import CheckpointError, RunOutputError
 from worldmodels import __version__
 from worldmodels.config import ConfigError, to_plain
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, RegistryError, CheckpointError)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, RegistryError, CheckpointError, RunOutputError)
 
 
 class UsageError(Exception):

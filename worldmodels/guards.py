@@ -1,9 +1,12 @@
-"""Training guards: optimiser steps with non-finite losses or gradients are skipped and counted."""
+"""Training guards: optimiser steps with non-finite losses or gradients are skipped and counted,
+and a component whose parameters or optimiser state turned non-finite is named before it is saved."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -16,8 +19,61 @@ class NonFiniteError(RuntimeError):
                          f"(loss '{loss_name}'); stopping")
 
 
+class NonFiniteStateError(RuntimeError):
+    """A component's parameters, optimiser state or output became non-finite: nothing of it may be saved."""
+
+
+# A gradient whose norm reaches this would overflow Adam's float32 second moment (g**2 > 3.4e38):
+# the step is skipped like a non-finite one, so the optimiser state never holds an inf.
+GRADIENT_NORM_LIMIT = 1e18
+
+
+def nonfinite_state(nets: torch.nn.Module, optimizers: Mapping[str, torch.optim.Optimizer]) -> str | None:
+    """The name of the first non-finite parameter, buffer or optimiser-state tensor, or None.
+
+    One pass over the tensors and one read: cheap beside writing a checkpoint.
+    """
+    named = [(f"parameter '{name}'", t) for name, t in nets.state_dict().items()
+             if torch.is_tensor(t) and t.is_floating_point()]
+    for opt_name, optimizer in optimizers.items():
+        for index, state in enumerate(optimizer.state.values()):
+            named.extend((f"optimiser '{opt_name}' state '{key}' of parameter {index}", t)
+                         for key, t in state.items() if torch.is_tensor(t) and t.is_floating_point())
+    named = [(name, t) for name, t in named if t.numel()]
+    if not named:
+        return None
+    with torch.no_grad():
+        finite = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
+    for (name, _), ok in zip(named, finite, strict=True):
+        if not ok:
+            return name
+    return None
+
+
+def check_state(component: str, nets: torch.nn.Module, optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
+    """Raise NonFiniteStateError naming ``component``'s first non-finite tensor."""
+    bad = nonfinite_state(nets, optimizers)
+    if bad is not None:
+        raise NonFiniteStateError(f"{component}: {bad} became non-finite (lower its learning rate)")
+
+
+def check_action(policy: Any, action: np.ndarray, where: str) -> None:
+    """Raise NonFiniteStateError when ``action`` (as sent to the env) is not finite, naming the
+    non-finite parameter behind it when there is one (the policy's, then its world model's)."""
+    if not np.issubdtype(action.dtype, np.floating) or np.isfinite(action).all():
+        return
+    for component in (policy, getattr(policy, "world_model", None)):
+        if hasattr(component, "check_state"):
+            component.check_state()
+    guard = getattr(policy, "guard", None)
+    name = guard.component if guard is not None else f"policy {type(policy).__name__}"
+    raise NonFiniteStateError(f"{name} chose a non-finite action {where} (its parameters may have grown "
+                              "too large: lower its learning rate)")
+
+
 class UpdateGuard:
-    """Runs backward and the optimiser step unless the loss or the gradients are not finite.
+    """Runs backward and the optimiser step unless the loss or the gradients are not finite
+    (or so large that the optimiser's state would overflow).
 
     A skipped update leaves the parameters and the optimiser untouched; after
     ``max_consecutive`` skipped updates of one loss in a row (other losses of
@@ -71,6 +127,9 @@ class UpdateGuard:
             return self._skip(name, "loss", [g[0] for g in groups])
         if not math.isfinite(self.last_grad_norm):
             return self._skip(name, "gradient", [g[0] for g in groups])
+        if self.last_grad_norm >= GRADIENT_NORM_LIMIT:  # applied, it would put an inf in the optimiser state
+            return self._skip(name, f"gradient (norm {self.last_grad_norm:.3g} >= {GRADIENT_NORM_LIMIT:.0e})",
+                              [g[0] for g in groups])
         for optimizer, _, _ in groups:
             optimizer.step()
         self.consecutive[name] = 0

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from worldmodels.cli import main
-from worldmodels.guards import NonFiniteError, UpdateGuard
+from worldmodels.guards import NonFiniteError, NonFiniteStateError, UpdateGuard, check_state, nonfinite_state
 
 
 def model_and_optimizer():
@@ -114,3 +114,67 @@ def test_groups_step_together_or_not_at_all():
     good = first(x).sum() * 1000 + second(x).sum()
     assert guard.step_groups("actor_critic_loss", good, [(opt_first, None, 1.0), (opt_second, None, None)])
     assert guard.last_grad_norm > 1000  # measured before clipping
+
+
+def test_a_gradient_that_would_overflow_adams_state_skips_the_update():
+    model, optimizer = model_and_optimizer()
+    guard = UpdateGuard("test")
+    before = [p.clone() for p in model.parameters()]
+    loss = model(torch.ones(1, 2)).sum() * 1e19  # finite gradient, but its square is inf in float32
+    assert not guard.step("loss", loss, optimizer)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert optimizer.state == {} and guard.skipped == 1
+    assert guard.step("loss", model(torch.ones(1, 2)).sum() * 1e17, optimizer)  # below the limit: applied
+    assert nonfinite_state(model, {"adam": optimizer}) is None
+
+
+def test_non_finite_parameters_and_optimiser_state_are_named():
+    model, optimizer = model_and_optimizer()
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    assert nonfinite_state(model, {"adam": optimizer}) is None
+    optimizer.state[model.bias]["exp_avg_sq"].fill_(float("inf"))
+    assert nonfinite_state(model, {"adam": optimizer}) == "optimiser 'adam' state 'exp_avg_sq' of parameter 1"
+    with torch.no_grad():
+        model.weight[0, 1] = float("nan")
+    with pytest.raises(NonFiniteStateError, match="^world model 'x': parameter 'weight' became non-finite"):
+        check_state("world model 'x'", model, {"adam": optimizer})
+
+
+def test_a_huge_learning_rate_is_blamed_on_the_policy_not_the_env(tmp_path, capsys):
+    code = main(["train", "pendulum_sac", "--preset", "debug", "--out", str(tmp_path), "--no-progress",
+                 "--set", "policy.actor_lr=1e30"])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "policy 'sac' chose a non-finite action at env step 200" in err and "learning rate" in err
+    assert "env 'Pendulum-v1'" not in err
+
+
+def test_a_non_finite_state_is_never_saved_and_an_older_checkpoint_resumes(tmp_path, capsys):
+    from workers.pipeline import SerialPipeline
+    assert main(["train", "pendulum_sac", "--preset", "debug", "--out", str(tmp_path), "--no-progress",
+                 "--env-steps", "300"]) == 0
+    run_dir = next(tmp_path.glob("pendulum_sac/*"))
+    pipeline = SerialPipeline.resume(run_dir, env_steps=600, show_progress=False)
+    saved = (run_dir / "checkpoint.pt").read_bytes()
+    with torch.no_grad():
+        next(iter(pipeline.policy.nets.parameters())).view(-1)[0] = float("inf")
+    with pytest.raises(NonFiniteStateError, match="policy 'sac': parameter '.*' became non-finite"):
+        pipeline.save()
+    pipeline.collector.close()
+    pipeline.evaluator.close()
+    assert (run_dir / "checkpoint.pt").read_bytes() == saved
+    # a checkpoint holding an inf in the optimiser state is passed over for the one before it
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    torch.save(state, run_dir / "checkpoints" / f"checkpoint_{state['env_step']}.pt")
+    for opt_state in state["policy"]["optimizers"]["critic"]["state"].values():
+        opt_state["exp_avg_sq"].fill_(float("inf"))
+    torch.save(state, run_dir / "checkpoint.pt")
+    capsys.readouterr()
+    resumed = SerialPipeline.resume(run_dir, env_steps=600, show_progress=False)
+    assert resumed.policy.optimizers["critic"].state_dict()["state"][0]["exp_avg_sq"].isfinite().all()
+    assert "holds non-finite values: policy 'sac': optimiser 'critic' state 'exp_avg_sq'" in capsys.readouterr().out
+    resumed.collector.close()
+    resumed.evaluator.close()

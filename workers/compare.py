@@ -315,7 +315,8 @@ def plot_curves(out: Path, names: Sequence[str], results: Sequence[dict]) -> Non
         ax.set_xlabel(xlabel)
         ax.set_ylabel("eval return (mean line, min-max band over seeds)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        if ax.lines:  # no finished run yet (every pair stopped or failed): an empty plot, no legend
+            ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         fig.savefig(out / filename)
         plt.close(fig)

@@ -93,13 +93,37 @@ def build_parser() -> argparse.ArgumentParser:
                                f"model predicts after seeing {DREAM_CONTEXT} of them (.gif for image observations, "
                                ".png plot for vectors)")
 
-    comp = commands.add_parser("compare", help="run configs over seeds; write a table, a CSV and plots")
-    comp.add_argument("configs", nargs="+", metavar="CONFIG", help="shipped config names or .py paths")
-    comp.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 (default 3)")
+    comp = commands.add_parser(
+        "compare", help="run configs and variants over seeds; write a table with bootstrap intervals, CSV, plots",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="a ROW is a config or a variant of one: CONFIG:key=value[:key=value...] (':', '.' and '=' need no\n"
+               "shell quoting; quote a value with brackets, spaces or quotes, as for --set). Each row is named\n"
+               "by what differs; its runs live in OUT/runs/<variant>/seed<k>, so the same command resumes.\n"
+               "examples:\n"
+               "  worldmodels compare pendulum_sac pendulum_mbpo --seeds 5\n"
+               "  worldmodels compare pendulum_mbpo:world_model.rollout_length_scheduler.rollout_length=1 \\\n"
+               "      pendulum_mbpo:world_model.rollout_length_scheduler.rollout_length=5 --seeds 5\n"
+               "  worldmodels compare pendulum_mbpo --grid world_model.rollout_length_scheduler.rollout_length=1,3,5\n"
+               "  worldmodels compare pendulum_sac --grid 'policy.hidden_sizes=[64,64],[256,256]' \\\n"
+               "      --grid policy.gamma=0.9,0.99\n"
+               "  worldmodels compare dmc_cartpole_swingup_sac dmc_walker_walk_sac   # DMC scores: return / 1000\n"
+               "  worldmodels compare --report docs/comparisons/pendulum/results.csv  # re-render, no runs")
+    comp.add_argument("configs", nargs="*", metavar="ROW", help="shipped config names or .py paths, or variants "
+                                                                 "CONFIG:key=value[:key=value...]")
+    comp.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                      help="run every ROW with each value (repeatable: the cartesian product; commas inside "
+                           "[], {}, () or quotes belong to a value)")
+    comp.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 (default 3; 5 or more for "
+                                                                      "intervals worth reading)")
     comp.add_argument("--env-steps", type=_positive_int, default=None, help="env steps of every run")
     comp.add_argument("--preset", default=None, help="apply this preset to every config")
     comp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                       help="override a value in every config (repeatable)")
+    comp.add_argument("--normalize", action="append", default=[], metavar="TASK=LOW,HIGH",
+                      help="score = (return - LOW) / (HIGH - LOW) for aggregating over several tasks "
+                           "(repeatable; DMC tasks default to 0,1000)")
+    comp.add_argument("--report", metavar="RESULTS_CSV", default=None,
+                      help="no runs: re-render summary.md and plots from a results.csv (or its folder)")
     comp.add_argument("--workers", type=_positive_int, default=None,
                       help="runs at once (default: one per CPU core)")
     comp.add_argument("--threads", type=_positive_int, default=None,
@@ -107,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--backend", choices=("local", "ray"), default="local",
                       help="local processes or Ray tasks (pip install 'worldmodels[ray]')")
     comp.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
-    comp.add_argument("--out", default=None, help="output directory (default: comparisons/<configs>)")
+    comp.add_argument("--out", default=None, help="output directory (default: comparisons/<configs>; "
+                                                  "with --report: the CSV's folder)")
 
     commands.add_parser("list", help="list shipped configs and every registered name")
     return parser
@@ -229,10 +254,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_report(args: argparse.Namespace) -> int:
+    from workers.compare import report
+
+    runs_only = [flag for flag, value in (("ROW", args.configs), ("--grid", args.grid), ("--set", args.sets),
+                                          ("--preset", args.preset), ("--env-steps", args.env_steps)) if value]
+    if runs_only:
+        raise UsageError(f"--report re-renders a results.csv without running; drop {', '.join(runs_only)}")
+    out = report(args.report, normalize=args.normalize, out=args.out)
+    print((out / "summary.md").read_text())
+    print(f"wrote {out / 'summary.md'} and the plots in {out}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from workers.compare import compare
+    from workers.variants import plan_rows
 
-    total = len(args.configs) * args.seeds
+    if args.report is not None:
+        return _compare_report(args)
+    if not args.configs:
+        raise UsageError("compare needs at least one ROW (a config or CONFIG:key=value), or --report RESULTS_CSV "
+                         "(see 'worldmodels compare --help')")
+    rows = plan_rows(args.configs, args.grid, preset=args.preset, sets=args.sets, env_steps=args.env_steps)
+    total = len(rows) * args.seeds
     finished = []
 
     def progress(result: dict) -> None:
@@ -246,12 +291,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"{head} final eval return {result['rows'][-1]['eval_return_mean']:.1f} "
                   f"after {result['env_steps']} env steps, {result['wall_time']:.0f} s", flush=True)
 
-    print(f"comparing {', '.join(args.configs)} over {args.seeds} seed(s): {total} runs", flush=True)
-    out = compare(args.configs, args.seeds, env_steps=args.env_steps, preset=args.preset, sets=args.sets,
-                  workers=args.workers, threads=args.threads, backend=args.backend, address=args.address, out=args.out,
-                  progress=progress)
+    print(f"comparing {', '.join(row.label for row in rows)} over {args.seeds} seed(s): {total} runs", flush=True)
+    out = compare([row.variant.spec for row in rows], args.seeds, normalize=args.normalize, env_steps=args.env_steps,
+                  preset=args.preset, sets=args.sets, workers=args.workers, threads=args.threads,
+                  backend=args.backend, address=args.address, out=args.out, progress=progress)
     print((out / "summary.md").read_text())
-    print(f"wrote {out / 'summary.md'}, {out / 'results.csv'}, {out / 'curves.png'}, {out / 'wallclock.png'}")
+    print(f"wrote {out / 'summary.md'}, {out / 'results.csv'} and the plots in {out}")
     return 1 if any("error" in r for r in finished) else 0
 
 

@@ -3,10 +3,12 @@ import json
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from workers.compare import compare, steps_to_threshold, threshold_label
+from workers.compare import compare, report, steps_to_threshold
+from workers.compare_report import few_seeds_note, threshold_text, write_report
 from workers.pipeline import SerialPipeline
 from worldmodels.cli import main
 from worldmodels.config import ConfigError
@@ -51,6 +53,7 @@ def test_compare_writes_every_output_and_resumes(tmp_path, capsys):
     assert {p.name for p in out.iterdir()} >= {"summary.md", "results.csv", "curves.png", "wallclock.png"}
     summary = (out / "summary.md").read_text()
     assert "| pendulum_sac | 2 |" in summary and "| inverted_pendulum_sac | 2 |" in summary
+    assert "no score range for Pendulum-v1, InvertedPendulum-v5: no aggregate across tasks" in summary
     with open(out / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert {(r["config"], r["seed"]) for r in rows} == {(c, s) for c in ("pendulum_sac", "inverted_pendulum_sac")
@@ -118,12 +121,137 @@ def test_steps_to_threshold():
     assert steps_to_threshold(rows, 0) is None and steps_to_threshold(rows, None) is None
 
 
-def test_threshold_label_counts_seeds_that_never_reach_it():
-    assert threshold_label([3000.0, 4000.0, 1000.0], -200) == "3,000 (≥ -200)"
-    assert threshold_label([3000.0, None, 4000.0], -200) == "4,000 (≥ -200; 1 of 3 not within the budget)"
-    assert threshold_label([3000.0, None, None], -200) == "not reached by 2 of 3 (≥ -200)"
-    assert threshold_label([1000.0, None], -200) == "not reached by 1 of 2 (≥ -200)"
-    assert threshold_label([1000.0], None) == "n/a (no threshold)"
+def test_threshold_text_counts_seeds_that_never_reach_it():
+    assert threshold_text([3000.0, 4000.0, 1000.0], -200, 4000, 0) == "3,000 (1,000 to 4,000) (≥ -200)"
+    assert threshold_text([3000.0, None, 4000.0], -200, 4000, 0) == \
+        "4,000 (3,000 to > 4,000) (≥ -200; 1 of 3 not within the budget)"
+    assert threshold_text([3000.0, None, None], -200, 4000, 0).startswith("not reached (3,000 to > 4,000)")
+    assert threshold_text([1000.0], -200, 4000, 0) == "1,000 (≥ -200)"
+    assert threshold_text([1000.0], None, 4000, 0) == "n/a (no threshold)"
+
+
+def test_few_seeds_wording():
+    assert few_seeds_note([5, 7]) == ""
+    three = few_seeds_note([3, 5])
+    assert "Fewer than 5 seeds (3 in the smallest row): the intervals are wide" in three
+    assert "cannot show how seeds that were not run would do" in three and "equals the mean" in three
+    assert "equals the mean" not in few_seeds_note([4])
+    assert "1 seed in a row: no interval" in few_seeds_note([1])
+
+
+LENGTH = "world_model.rollout_length_scheduler.rollout_length"
+
+
+def test_two_variants_three_seeds_run_in_stable_folders_and_resume(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["--seeds", "3", "--preset", "debug", "--env-steps", "300", "--out", str(out), "--workers", "1"]
+    assert main(["compare", f"pendulum_mbpo:{LENGTH}=1", f"pendulum_mbpo:{LENGTH}=5", *argv]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "| rollout_length=1 | 3 |" in summary and "| rollout_length=5 | 3 |" in summary
+    assert "| rollout_length=1 | rollout_length=5 |" in summary  # P(A > B)
+    folders = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(folders) == 2 and all(len(list((out / "runs" / f).glob("seed*/result.json"))) == 3 for f in folders)
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["variant"] for r in rows} == {f"pendulum_mbpo:{LENGTH}=1", f"pendulum_mbpo:{LENGTH}=5"}
+    capsys.readouterr()
+    # the same variants in another order, plus the config as it is: only the new row runs
+    assert main(["compare", f"pendulum_mbpo:{LENGTH}=5", "pendulum_mbpo", f"pendulum_mbpo:{LENGTH}=1", *argv]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished earlier, skipped") == 6 and "rollout_length=3 seed 2: final eval return" in printed
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted([*folders, "pendulum_mbpo"])
+    again = (out / "summary.md").read_text()
+    def five(text):
+        return next(x for x in text.splitlines() if x.startswith("| rollout_length=5 |")).split("|")[:8]
+    assert five(summary) == five(again)  # same figures, read back
+
+
+def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
+    import signal
+
+    real_run = SerialPipeline.run
+    started = []
+
+    def run_then_signal(self):  # the second run of the sweep is stopped halfway
+        started.append(self.run_dir.parent.name)
+        if len(started) == 2:
+            real_iteration = self.iteration
+
+            def iteration():
+                real_iteration()
+                if self.collector.envstep == 150:
+                    self.stop_signal = signal.SIGTERM
+            self.iteration = iteration
+        return real_run(self)
+
+    monkeypatch.setattr(SerialPipeline, "run", run_then_signal)
+    out = tmp_path / "cmp"
+    grid = ["policy.gamma=0.9,0.95,0.99"]
+    results = []
+    compare(["pendulum_sac"], 1, grid=grid, preset="debug", env_steps=300, out=out, workers=1,
+            progress=results.append)
+    assert [r.get("error") for r in results] == [None, "stopped by SIGTERM"]
+    assert f"`gamma=0.99` seed 0: {compare_module().NOT_RUN}" in (out / "summary.md").read_text()
+    monkeypatch.setattr(SerialPipeline, "run", real_run)
+    results = []
+    compare(["pendulum_sac"], 1, grid=grid, preset="debug", env_steps=300, out=out, workers=1,
+            progress=results.append)
+    assert [bool(r.get("skipped")) for r in results] == [True, False, False]
+    assert all("error" not in r and r["env_steps"] == 300 for r in results)
+    reference = []
+    compare(["pendulum_sac:policy.gamma=0.95"], 1, preset="debug", env_steps=300, out=tmp_path / "ref", workers=1,
+            progress=reference.append)
+    strip = [{k: v for k, v in row.items() if k != "wall_time"} for row in results[1]["rows"]]
+    assert strip == [{k: v for k, v in row.items() if k != "wall_time"} for row in reference[0]["rows"]]
+
+
+def compare_module():
+    from workers import compare as module
+
+    return module
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+PENDULUM = Path(__file__).resolve().parents[2] / "docs" / "comparisons" / "pendulum"
+
+
+def test_the_readme_table_is_the_one_rendered_from_the_committed_results(tmp_path):
+    first = (report(PENDULUM / "results.csv", out=tmp_path / "a") / "summary.md").read_text()
+    assert first == (report(PENDULUM / "results.csv", out=tmp_path / "b") / "summary.md").read_text()  # seeded
+    table = [line for line in first.splitlines() if line.startswith("| pendulum_")]
+    assert len(table) == 4 + 6  # four rows and six pairs
+    readme = README.read_text()
+    for line in table:
+        assert line in readme, f"README's compare table is not the one rendered from results.csv: {line}"
+    assert first == (PENDULUM / "summary.md").read_text()
+
+
+def synthetic(config, env_id, seed, final, method=None):
+    rows = [{"env_step": 0.0, "wall_time": 1.0, "eval_return_mean": final / 2, "eval_return_std": 0.0},
+            {"env_step": 1000.0, "wall_time": 2.0, "eval_return_mean": final, "eval_return_std": 0.0}]
+    return {"config": config, "method": method or config, "env_id": env_id, "seed": seed, "rows": rows,
+            "wall_time": 2.0, "env_steps": 1000}
+
+
+def test_several_tasks_are_aggregated_on_normalised_scores_with_a_profile(tmp_path):
+    results = [synthetic(f"{m} {task}", f"dm_control/{task}-v0", seed, score, m)
+               for m, base in (("a", 800), ("b", 400)) for task in ("cartpole-swingup", "walker-walk")
+               for seed, score in enumerate([base, base + 50, base + 100])]
+    names = list(dict.fromkeys(r["config"] for r in results))
+    scales = {r["env_id"]: (0.0, 1000.0) for r in results}
+    write_report(tmp_path, names, results, "footer", scales)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| a | 2 | 6 | 0.850 (0.800 to 0.900) |" in summary and "| b | 2 | 6 | 0.450 (0.400 to 0.500) |" in summary
+    assert "| a | b | 2 | 1.00 (1.00 to 1.00) |" in summary
+    assert (tmp_path / "profile.png").read_bytes()[:4] == b"\x89PNG"
+    names, read_back = compare_report_module().read_results_csv(tmp_path / "results.csv")
+    assert [r["method"] for r in read_back][:3] == ["a"] * 3 and len(read_back) == 12
+
+
+def compare_report_module():
+    from workers import compare_report
+
+    return compare_report
 
 
 def import_ray():

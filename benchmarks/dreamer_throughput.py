@@ -114,18 +114,19 @@ def dreamer_throughput(cfg: Mapping, *, buffer_steps: int = 2000, steps: int = 3
             clock.totals = {}
         _world_model_step(model, buffer, clock)
         clock.start()
+        data = model.imagination_starts()
         with policy.autocast():
-            starts, _ = policy.pick_starts(model)
-            policy.imagine(model, starts)
+            starts, _ = policy.pick_starts(data)
+            policy.imagine(model, starts, data.envstep)
         clock.lap("policy_imagination")
-        policy.learn(model)
+        policy.learn(data)
         clock.lap("policy_learn")
     per_step = {name: seconds / steps for name, seconds in clock.totals.items()}
     wm_seconds = sum(v for k, v in per_step.items() if k.startswith("wm_"))
     # ``learn`` imagines again itself: its time minus a rollout's is the rest of the update
     learn_seconds = per_step["policy_learn"]
     imagination_seconds = per_step["policy_imagination"]
-    imagined = starts.shape[0] * policy.cfg.horizon
+    imagined = starts.shape[0] * model.rollout_length(model.envstep)
 
     acting_seconds = _acting_seconds(env, policy, acting_steps, seed)
     env.close()

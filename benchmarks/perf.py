@@ -268,7 +268,8 @@ def dreamer_steps(precision: str, preset: str | None = None, sets: Iterable[str]
     batch = buffer.sample_sequences(model.cfg.batch_size, model.cfg.sequence_length, device=model.device)
     model.train_step(batch)
     return [Step("DreamerV3 world-model step", precision, lambda: model.train_step(batch), model.device),
-            Step("dreamer actor-critic update", precision, lambda: policy.learn(model), policy.device)]
+            Step("dreamer actor-critic update", precision, lambda: policy.learn(model.imagination_starts()),
+                 policy.device)]
 
 
 def measure_step(step: Step, *, steps: int, warmup: int) -> dict[str, Any]:

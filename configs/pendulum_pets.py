@@ -22,6 +22,7 @@ config = dict(
         hidden_sizes=[128, 128, 128],
         weight_decays=[2.5e-5, 5e-5, 7.5e-5, 1e-4],
         train_freq=200,
+        min_env_transitions=256,  # the first fit needs 256 transitions
         eval_freq=1000,
         max_epochs=50,
         rollout_length_scheduler=dict(type="constant", rollout_length=0),  # no imagination buffer

@@ -11,9 +11,9 @@ imagined rollouts and acts in the real env through the model's recurrent state.
 - Critic: twohot over 255 symexp bins, regressed on the lambda-returns and towards a
   slow EMA copy of itself.
 
-The world model must provide what ``dreamerv3`` does: ``starts`` / ``start_continues``
-(the latest batch's posterior features), ``rollout``, ``initial_state``,
-``filter_step``, ``actions`` (an action codec), ``feature_dim`` and ``sizes``.
+The world model is a Dream model providing what ``DreamWorldModel`` declares (imagination
+starts, ``rollout``, ``initial_state``, ``filter_step``, an action codec, ``feature_dim`` and
+``sizes``); it imagines as far as its rollout-length schedule says at the real env step.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from torch import nn
 
 from policies.base import Policy
 from registry import POLICY_REGISTRY
+from worldmodels.base import ContractError, DreamWorldModel, ImaginationStarts
 from worldmodels.config import ConfigError
 from worldmodels.dreamer_nets import TwoHot, norm_mlp, sample_one_hot, unimix_log_probs
 from worldmodels.utils import adam, check_rank, seeded_init
@@ -146,7 +147,6 @@ class DreamerPolicy(Policy):
 
     config: ClassVar[dict] = {
         "precision": "auto",  # bf16 where this machine runs it natively: returns measured to hold (README)
-        "horizon": 15,  # imagined steps per update
         "gamma": 0.997,  # discount
         "return_lambda": 0.95,  # TD(lambda) mixing
         "actor_grad": "auto",  # auto (reinforce for discrete, backprop for continuous) | reinforce | backprop
@@ -173,12 +173,16 @@ class DreamerPolicy(Policy):
                  logger: Any = None) -> None:
         super().__init__(cfg, env_spec, world_model=world_model, seed=seed, logger=logger)
         c = self.cfg
-        if world_model is None or not hasattr(world_model, "filter_step"):
-            raise ConfigError("policy 'dreamer' learns in imagination: it needs a world model such as "
+        if not isinstance(world_model, DreamWorldModel):
+            raise ConfigError("policy 'dreamer' learns in imagination: it needs a Dream world model such as "
                               "'dreamerv3' (set world_model.type)")
+        gaps = world_model.acting_contract_gaps()
+        if gaps:
+            raise ContractError(f"policy 'dreamer' cannot act through world model '{world_model.cfg.type}': it "
+                                f"lacks {', '.join(gaps)} (see DreamWorldModel)")
         if c.actor_grad not in ACTOR_GRADS:
             raise ConfigError(f"policy.actor_grad must be one of {', '.join(ACTOR_GRADS)}, got {c.actor_grad!r}")
-        for key in ("horizon", "critic_bins"):
+        for key in ("critic_bins",):
             if c[key] < 1:
                 raise ConfigError(f"policy.{key} must be >= 1, got {c[key]}")
         if c.imagine_starts < 0:
@@ -264,16 +268,27 @@ class DreamerPolicy(Policy):
                        for key, value in state.get("acting_states", {}).items()}
 
     # -- learning -------------------------------------------------------
-    def learn(self, data: Any = None) -> dict[str, float]:
-        """One actor-critic update on imagined rollouts from the world model's latest
-        posterior states; an empty dict while the model has not trained yet."""
-        model = data if data is not None else self.world_model
-        if getattr(model, "starts", None) is None:
+    @classmethod
+    def merge_config(cls, cfg: Mapping | None, prefix: str = "") -> Any:
+        if isinstance(cfg, Mapping) and "horizon" in cfg:
+            raise ConfigError(f"{prefix or 'policy'}.horizon is gone: a Dream policy imagines as many steps as the "
+                              "world model's schedule says (set world_model.rollout_length_scheduler, e.g. "
+                              "--set world_model.rollout_length_scheduler.rollout_length=15)")
+        return super().merge_config(cfg, prefix)
+
+    def learn(self, data: ImaginationStarts | None) -> dict[str, float]:
+        """One actor-critic update on imagined rollouts from ``data`` (the world model's
+        ``policy_input``); an empty dict while the model has not trained yet (None)."""
+        if data is None:
             return {}
+        if not isinstance(data, ImaginationStarts):
+            raise TypeError(f"policy 'dreamer' learns from ImaginationStarts (a Dream model's policy_input), "
+                            f"got {type(data).__name__}")
         c = self.cfg
+        model = self.world_model
         with self.autocast():
-            starts, start_continues = self.pick_starts(model)
-            states, actions, rewards, dones, actor_outputs = self.imagine(model, starts)
+            starts, start_continues = self.pick_starts(data)
+            states, actions, rewards, dones, actor_outputs = self.imagine(model, starts, data.envstep)
             continues = torch.cat([start_continues.unsqueeze(0), 1.0 - dones])
             critic_log_probs, values = self.critic_forward(states)
             returns = lambda_returns(rewards, values, continues[1:], c.gamma, c.return_lambda)
@@ -293,21 +308,21 @@ class DreamerPolicy(Policy):
                 "imagined_continue": continues[1:].mean().item(), "value": values.mean().item(),
                 "return_scale": self.return_norm.scale().item(), "nonfinite_skipped": float(self.guard.skipped)}
 
-    def pick_starts(self, model: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """``imagine_starts`` of the model's start states, drawn without replacement.
+    def pick_starts(self, data: ImaginationStarts) -> tuple[torch.Tensor, torch.Tensor]:
+        """``imagine_starts`` of the start states, drawn without replacement.
 
         Shapes:
             -> starts [N, F], continues [N]
         """
-        starts, continues = model.starts, model.start_continues
+        starts, continues = data.features, data.continues
         count = self.cfg.imagine_starts
         if 0 < count < starts.shape[0]:
             index = torch.randperm(starts.shape[0], generator=self.generator, device=self.device)[:count]
             starts, continues = starts[index], continues[index]
         return starts, continues
 
-    def imagine(self, model: Any, starts: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Roll the actor out in the model for ``horizon`` steps.
+    def imagine(self, model: Any, starts: torch.Tensor, envstep: int) -> tuple[torch.Tensor, ...]:
+        """Roll the actor out in the model for as many steps as its schedule says at ``envstep``.
 
         With REINFORCE the rollout itself needs no graph: it runs without one, and the
         actor's outputs at each state are kept (with their graph) for the loss instead of
@@ -330,10 +345,14 @@ class DreamerPolicy(Policy):
             return action, state.new_zeros(state.shape[0])
 
         if self.backprop:
-            states, actions, rewards, _, dones = model.rollout(starts, actor_fn, 0, self.cfg.horizon)
+            states, actions, rewards, _, dones = model.rollout(starts, actor_fn, envstep)
+            if states.shape[0] > 1 and not states[1:].requires_grad:
+                raise ContractError(f"world model '{model.cfg.type}': imagined states carry no gradient, so the "
+                                    "continuous actor cannot learn through the dynamics (imagine_step must not run "
+                                    "under torch.no_grad; or set policy.actor_grad='reinforce')")
             return states, actions, rewards, dones, None
         with torch.no_grad():
-            states, actions, rewards, _, dones = model.rollout(starts, actor_fn, 0, self.cfg.horizon)
+            states, actions, rewards, _, dones = model.rollout(starts, actor_fn, envstep)
         return states, actions, rewards, dones, tuple(torch.stack(parts) for parts in zip(*outputs, strict=True))
 
     def critic_forward(self, states: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:

@@ -33,7 +33,6 @@ class SerialCollector:
         self.envs.action_space.seed(seed)
         self.obs, _ = self.envs.reset(seed=[seed + i for i in range(self.env_num)])
         check_finite(self.env_id, "at the first reset", observation=self.obs)
-        self.discrete = hasattr(self.envs.single_action_space, "n")
         self.envstep = 0
         self.episode_return = np.zeros(self.env_num)
         self.episode_length = np.zeros(self.env_num, dtype=np.int64)

@@ -15,13 +15,12 @@ class Learner:
     model (``policy_input``) or, without one, from the env buffer.
     """
 
-    def __init__(self, cfg: Mapping, policy: Any, world_model: Any, env_buffer: Any, img_buffer: Any,
-                 logger: Any, *, start_step: int) -> None:
+    def __init__(self, cfg: Mapping, policy: Any, world_model: Any, env_buffer: Any, logger: Any, *,
+                 start_step: int) -> None:
         self.cfg = cfg
         self.policy = policy
         self.world_model = world_model
         self.env_buffer = env_buffer
-        self.img_buffer = img_buffer
         self.logger = logger
         self.start_step = int(start_step)
         self.update_debt = 0.0
@@ -32,7 +31,7 @@ class Learner:
         size = int(self.cfg["batch_size"])
         if self.world_model is None:
             return self.env_buffer.sample(size, device=self.policy.device)
-        return self.world_model.policy_input(self.env_buffer, self.img_buffer, size, self.train_iter)
+        return self.world_model.policy_input(self.env_buffer, self.world_model.img_buffer, size, self.train_iter)
 
     def train(self, envstep: int, new_steps: int) -> int:
         """Run the updates owed for ``new_steps`` new env steps; returns how many updated the policy
@@ -58,7 +57,7 @@ class Learner:
         """Log the mean of the metrics gathered since the last flush."""
         if not self._metrics or self.logger is None:
             return
-        keys = self._metrics[0].keys()
+        keys = dict.fromkeys(k for m in self._metrics for k in m)  # every key of the window, first-seen order
         means = {k: float(np.mean([m[k] for m in self._metrics if k in m])) for k in keys}
         self.logger.log_scalars("policy", means, envstep)
         self._metrics = []

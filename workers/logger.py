@@ -119,6 +119,8 @@ class RunLogger:
         self.log_scalars("eval", {"return_mean": mean, "return_std": std}, envstep)
         row = {"env_step": envstep, "wall_time": round(self.wall_time(), 3), "train_iter": train_iter,
                "eval_return_mean": mean, "eval_return_std": std}
+        if "imagination/rollout_length" in self.latest:  # the schedule's length, for every kind of model
+            row["rollout_length"] = self.latest["imagination/rollout_length"]
         row.update({k: v for k, v in sorted(self.latest.items()) if k.startswith("world_model/")})
         self.rows.append(row)
         for key in row:

@@ -32,7 +32,6 @@ from workers.collector import SerialCollector
 from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.logger import RunLogger
-from worldmodels.base import DynaWorldModel
 from worldmodels.config import ConfigError, to_plain
 from worldmodels.envs import EnvError
 from worldmodels.experiment import resolve_config, resolve_threads
@@ -82,12 +81,9 @@ class SerialPipeline:
                                             logger=self.logger)
         self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(out_dir, cfg.exp_name, cfg.seed)
         self.env_buffer = self._make_env_buffer(env_spec)
-        self.img_buffer = None
-        if isinstance(self.world_model, DynaWorldModel):
-            self.img_buffer = self.world_model.make_img_buffer(0)
         self.collector = SerialCollector(cfg.collector, cfg.env, self.policy, self.env_buffer, seed=cfg.seed)
-        self.learner = Learner(cfg.learner, self.policy, self.world_model, self.env_buffer, self.img_buffer,
-                               self.logger, start_step=cfg.collector.warmup_steps)
+        self.learner = Learner(cfg.learner, self.policy, self.world_model, self.env_buffer, self.logger,
+                               start_step=cfg.collector.warmup_steps)
         self.next_eval_step = 0
         self.next_checkpoint_step = cfg.checkpoint_every or None
         self.last_eval: dict[str, float] = {}
@@ -95,6 +91,11 @@ class SerialPipeline:
         self.stop_signal: int | None = None
         self.wall_offset = 0.0  # training time before a resume
         self.last_saved_step: int | None = None
+
+    @property
+    def img_buffer(self) -> Any:
+        """The world model's imagination buffer (a Dyna model's; None for other kinds)."""
+        return None if self.world_model is None else self.world_model.img_buffer
 
     def _make_env_buffer(self, env_spec: Any) -> Any:
         """The env replay buffer; a disk buffer with no ``directory`` of its own keeps its files
@@ -214,24 +215,12 @@ class SerialPipeline:
         new_steps = self.collector.step()
         envstep = self.collector.envstep
         if self.world_model is not None and not self.in_warmup(envstep):
-            self.world_model_step(envstep)
+            self.world_model.update(envstep, self.env_buffer, self.policy, self.learner.train_iter)
         self.learner.train(envstep, new_steps)
         self.logger.advance(envstep)
         if self.next_checkpoint_step is not None and envstep >= self.next_checkpoint_step:
             self.next_checkpoint_step += self.cfg.checkpoint_every  # before saving: the checkpoint holds it
             self.save()
-
-    def world_model_step(self, envstep: int) -> None:
-        """Let the world model train, evaluate and (Dyna) imagine as its schedule says."""
-        model = self.world_model
-        train_iter = self.learner.train_iter
-        if len(self.env_buffer) >= self.cfg.learner.batch_size and model.should_train(envstep):
-            model.log("world_model", model.train(self.env_buffer, envstep, train_iter), envstep)
-        if model.should_eval(envstep):
-            model.log("world_model", model.eval(self.env_buffer, envstep, train_iter), envstep)
-        if isinstance(model, DynaWorldModel) and model.should_fill(envstep):
-            metrics = model.fill_img_buffer(self.policy, self.env_buffer, self.img_buffer, envstep, train_iter)
-            model.log("imagination", metrics, envstep)
 
     def evaluate(self, on_schedule: bool = True) -> dict[str, float]:
         envstep = self.collector.envstep

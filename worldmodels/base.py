@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -41,6 +42,7 @@ class WorldModel(Configurable, abc.ABC):
         # train, evaluate and imagine during the collector's random warm-up too (by default the
         # model's first training is at the end of warm-up, when the policy starts learning)
         train_during_warmup=False,
+        min_env_transitions=1,  # env-buffer transitions before the model's first training
     )
     # the metric of ``train`` that the progress bar shows beside the return
     progress_metric: ClassVar[str] = "loss"
@@ -57,7 +59,7 @@ class WorldModel(Configurable, abc.ABC):
         self.device = resolve_device(self.cfg.device)
         self.precision = check_precision(self.cfg.precision, self.device, "world_model", self.supported_precisions,
                                          f"world model '{self.cfg.type}'")
-        for key in ("train_freq", "eval_freq"):
+        for key in ("train_freq", "eval_freq", "min_env_transitions"):
             if self.cfg[key] < 1:
                 raise ConfigError(f"world_model.{key} must be >= 1, got {self.cfg[key]}")
         self.nets = nn.ModuleDict()
@@ -66,7 +68,39 @@ class WorldModel(Configurable, abc.ABC):
         self.rollout_length_scheduler = SCHEDULE_REGISTRY.build(self.cfg.rollout_length_scheduler)
         self.last_train_envstep = 0
         self.last_eval_envstep = 0
+        self.envstep = 0  # the real env step of the latest ``update``
+        self._reported_length: float | None = None
+        self.img_buffer: Any = None  # the imagination buffer a Dyna model owns (None for other kinds)
         self.guard = UpdateGuard(f"world model '{self.cfg.type}'", self.cfg.max_nonfinite_updates)
+
+    # -- the pipeline's entry point --------------------------------------
+    def update(self, envstep: int, env_buffer: Any, policy: Any, train_iter: int) -> dict[str, Metrics]:
+        """What this kind of model does at one pipeline iteration, logged; returns the metrics
+        by prefix. Here: train when due and ``min_env_transitions`` are stored, evaluate when
+        due; Dyna models also fill their imagination buffer. Every kind reports the schedule's
+        rollout length (``imagination/rollout_length``)."""
+        self.envstep = int(envstep)
+        out: dict[str, Metrics] = {}
+        if len(env_buffer) >= self.cfg.min_env_transitions and self.should_train(envstep):
+            out["world_model"] = self.train(env_buffer, envstep, train_iter)
+            self.log("world_model", out["world_model"], envstep)
+        if self.should_eval(envstep):
+            metrics = self.eval(env_buffer, envstep, train_iter)
+            self.log("world_model", metrics, envstep)
+            out["world_model"] = {**out.get("world_model", {}), **metrics}
+        out["imagination"] = self.update_imagination(policy, env_buffer, envstep, train_iter)
+        length = float(self.rollout_length(envstep))
+        if length != self._reported_length:  # logged when it changes: every progress.csv row carries it
+            if "rollout_length" not in out["imagination"]:
+                self.log("imagination", {"rollout_length": length}, envstep)
+            self._reported_length = length
+        out["imagination"].setdefault("rollout_length", length)
+        return out
+
+    def update_imagination(self, policy: Any, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
+        """This kind's imagination at ``update``, logged (Dyna: fill the buffer when due);
+        nothing here: a Dream policy imagines in its own update."""
+        return {}
 
     # -- scheduling -----------------------------------------------------
     def should_train(self, envstep: int) -> bool:
@@ -105,7 +139,8 @@ class WorldModel(Configurable, abc.ABC):
         """
 
     def policy_input(self, env_buffer: Any, img_buffer: Any, batch_size: int, train_iter: int) -> Any:
-        """What the policy learns from at one update; a model-free batch by default."""
+        """What the policy learns from at one update; a model-free batch by default.
+        (``img_buffer``: the Dyna model's own, kept in the signature for callers of the seed API.)"""
         return env_buffer.sample(batch_size, device=self.device)
 
     def autocast(self):
@@ -170,6 +205,15 @@ class DynaWorldModel(WorldModel):
             if c[key] < 1:
                 raise ConfigError(f"world_model.{key} must be >= 1, got {c[key]}")
         self.last_fill_envstep = 0
+        self.img_buffer = self.make_img_buffer(0)
+
+    def update_imagination(self, policy: Any, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:
+        """Fill the model's imagination buffer when due (``should_fill``); logged."""
+        if not self.should_fill(envstep):
+            return {}
+        metrics = self.fill_img_buffer(policy, env_buffer, self.img_buffer, envstep, train_iter)
+        self.log("imagination", metrics, envstep)
+        return metrics
 
     def img_buffer_capacity(self, envstep: int) -> int:
         """Rollout length x rollout batch x retain at ``envstep`` (at least 1: an empty buffer when
@@ -244,10 +288,96 @@ class DynaWorldModel(WorldModel):
 ActorFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+class ContractError(ConfigError):
+    """A component lacks what another relies on (e.g. a Dream model a Dream policy cannot learn in)."""
+
+
+@dataclass(frozen=True)
+class ImaginationStarts:
+    """What a Dream model hands a Dream policy at an update: where imagination begins.
+
+    Shapes:
+        features [N, F]: model states (detached), e.g. the latest batch's posterior features;
+        continues [N]: 1 - terminated of each state (float).
+    ``envstep`` is the real env step: ``rollout(features, actor_fn, envstep)`` imagines as
+    many steps as the model's rollout-length schedule says there.
+    """
+
+    features: torch.Tensor
+    continues: torch.Tensor
+    envstep: int
+
+
 class DreamWorldModel(WorldModel):
-    """A model inside whose imagined rollouts the policy learns (Dreamer)."""
+    """A model inside whose imagined rollouts the policy learns (Dreamer).
+
+    What a Dream policy (the built-in ``dreamer``) needs from the model, all declared here:
+
+    - learning: ``starts`` [N, F] and ``start_continues`` [N], set by ``train`` to the states
+      imagination starts from (``dreamerv3``: the latest batch's posterior features), handed
+      over as ``ImaginationStarts``; ``rollout`` / ``imagine_step`` with gradients flowing
+      from the imagined states into the actions (do not run ``imagine_step`` under
+      ``torch.no_grad``, as a Dyna ``step`` may). A model that trains but sets no starts,
+      or whose imagined states carry no gradient for a backprop actor, fails at the first
+      update with a ContractError.
+    - acting: ``initial_state``, ``filter_step`` (observation -> state), ``feature_dim``,
+      ``sizes`` (``units``, ``layers``: the actor's defaults) and ``actions``, an action codec
+      with ``discrete``, ``dim``, ``to_model`` (env actions -> model actions: one-hot, or
+      [-1, 1]) and ``to_env``. ``imagine_step`` takes model actions; a Dyna ``step`` takes
+      env-scale ones.
+    """
 
     config = dict(rollout_length_scheduler=dict(type="constant", rollout_length=15))
+
+    def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
+        super().__init__(cfg, env_spec, logger, seed=seed)
+        self.starts: torch.Tensor | None = None  # [N, F] imagination start states, set by train
+        self.start_continues: torch.Tensor | None = None  # [N] their continue flags
+        self.trained_once = False  # a train call has reported metrics (so it has trained)
+
+    def update(self, envstep: int, env_buffer: Any, policy: Any, train_iter: int) -> dict[str, Metrics]:
+        out = super().update(envstep, env_buffer, policy, train_iter)
+        if out.get("world_model"):
+            self.trained_once = True
+        return out
+
+    # -- acting (a Dream policy acts through the model's recurrent state) ---------
+    feature_dim: int | None = None  # F: the size of a model state as a Dream policy sees it
+    actions: Any = None  # the action codec: discrete, dim, to_model(env action), to_env(model action)
+    sizes: Any = None  # units, layers: the Dream policy's default widths
+
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, ...]:
+        """The recurrent state before an episode's first observation (``dreamerv3``: deter [B, D],
+        stoch [B, Z])."""
+        raise ContractError(f"world model '{self.cfg.type}' cannot act for a Dream policy: it has no "
+                            "initial_state (see DreamWorldModel)")
+
+    def filter_step(self, deter: torch.Tensor, stoch: torch.Tensor, action: torch.Tensor, obs: torch.Tensor,
+                    is_first: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state after ``action`` [B, A] (model actions) and observing ``obs`` [B, *obs_shape];
+        rows where ``is_first`` [B] restart from the initial state."""
+        raise ContractError(f"world model '{self.cfg.type}' cannot act for a Dream policy: it has no "
+                            "filter_step (see DreamWorldModel)")
+
+    def acting_contract_gaps(self) -> list[str]:
+        """What this model lacks for a Dream policy to act through it (empty: nothing)."""
+        gaps = [name for name in ("initial_state", "filter_step")
+                if getattr(type(self), name) is getattr(DreamWorldModel, name)]
+        return gaps + [name for name in ("feature_dim", "actions", "sizes") if getattr(self, name, None) is None]
+
+    def imagination_starts(self) -> ImaginationStarts | None:
+        """The states imagination starts from at ``self.envstep``; None before the first training.
+
+        Raises:
+            ContractError: the model has trained but never set ``starts``.
+        """
+        if self.starts is None or self.start_continues is None:
+            if self.trained_once:
+                raise ContractError(f"world model '{self.cfg.type}' trained but set no imagination starts: a "
+                                    "Dream model's train sets self.starts [N, F] and self.start_continues [N] "
+                                    "(see DreamWorldModel)")
+            return None
+        return ImaginationStarts(self.starts, self.start_continues, self.envstep)
 
     def imagine_step(self, state: torch.Tensor, action: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -289,7 +419,8 @@ class DreamWorldModel(WorldModel):
                 torch.stack(aug_rewards), torch.stack(dones))
 
     def policy_input(self, env_buffer: Any, img_buffer: Any, batch_size: int, train_iter: int) -> Any:
-        return self
+        """The policy learns in imagination: its input is where imagination starts."""
+        return self.imagination_starts()
 
 
 class HybridWorldModel(DynaWorldModel, DreamWorldModel):

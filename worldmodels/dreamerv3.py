@@ -186,16 +186,6 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         self.feature_dim = feature_dim
         self.optimizers["model"] = adam(self.nets.parameters(), lr=c.lr, eps=c.adam_eps)
         self.init_replay_ratio()
-        self.starts: torch.Tensor | None = None  # [N, F] posterior features of the latest batch
-        self.start_continues: torch.Tensor | None = None  # [N] their continue labels
-
-    @property
-    def action_dim(self) -> int:
-        return self.actions.dim
-
-    @property
-    def discrete(self) -> bool:
-        return self.actions.discrete
 
     def to(self, device: torch.device | str) -> DreamerV3WorldModel:
         super().to(device)

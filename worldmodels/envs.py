@@ -8,17 +8,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import worldmodels.wrappers  # registers the pixel-observation wrapper
+import worldmodels.termination  # noqa: F401  (registers the termination functions)
 from registry import ENV_REGISTRY, RegistryError, closest_match
 from worldmodels.config import ConfigError
 from worldmodels.dmc import is_dmc_id, make_dmc, parse_dmc_id, route_mujoco_warnings
 from worldmodels.wrappers import ActionRepeat
-
-try:  # termination functions live in the env registry
-    import worldmodels.termination  # noqa: F401
-except ModuleNotFoundError as err:  # pragma: no cover - only while the module is absent
-    if err.name != "worldmodels.termination":
-        raise
 
 VECTOR_MODES = ("sync", "async")
 

@@ -594,7 +594,7 @@ class MbpoWorldModel(DynaWorldModel):
             max_train_steps=c.max_train_steps,
             bootstrap=c.bootstrap, logvar_bound_coef=c.logvar_bound_coef, termination_coef=c.termination_coef,
             normalize_targets=c.normalize_targets, reset_optimizer=c.reset_optimizer,
-            guard=getattr(self, "guard", None), autocast=self.autocast)
+            guard=self.guard, autocast=self.autocast)
         self.optimizers["ensemble"] = self.trainer.optimizer
 
     @property

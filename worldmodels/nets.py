@@ -17,8 +17,7 @@ def activation(name: str) -> type[nn.Module]:
         raise ValueError(f"unknown activation '{name}' (valid: {', '.join(ACTIVATIONS)})") from None
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "relu",
-        layer_norm: bool = False) -> nn.Sequential:
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "relu") -> nn.Sequential:
     """A fully connected net: in_dim -> hidden... -> out_dim, activation between layers.
 
     Shapes:
@@ -27,9 +26,7 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "relu",
     layers: list[nn.Module] = []
     last = in_dim
     for width in hidden:
-        layers.append(nn.Linear(last, width, bias=not layer_norm))
-        if layer_norm:
-            layers.append(nn.LayerNorm(width))
+        layers.append(nn.Linear(last, width))
         layers.append(activation(act)())
         last = width
     layers.append(FloatLinear(last, out_dim))  # float32 output under bf16 autocast

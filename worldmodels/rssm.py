@@ -245,18 +245,3 @@ class RSSM(nn.Module):
                         first_deter=first_deter.expand(first_t.shape[0], -1), first_stoch=first_stoch,
                         first_post_log_probs=first_post,
                         first_prior_log_probs=self.prior(first_deter).expand_as(first_post))
-
-    def imagine(self, deter: torch.Tensor, stoch: torch.Tensor, actions: torch.Tensor,
-                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Open-loop imagination under a given action sequence.
-
-        Shapes:
-            deter [B, D], stoch [B, S*C], actions [T, B, A] -> deter [T, B, D], stoch [T, B, S*C]
-        """
-        check_rank("actions", actions, 3)
-        deters, stochs = [], []
-        for action in actions:
-            deter, stoch = self.img_step(deter, stoch, action, generator)
-            deters.append(deter)
-            stochs.append(stoch)
-        return torch.stack(deters), torch.stack(stochs)

@@ -10,6 +10,7 @@ from policies.dreamer import DreamerPolicy, ReturnNormalizer, lambda_returns
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
 from tests.worldmodels.test_dreamerv3 import TINY, random_buffer
 from workers.pipeline import serial_pipeline
+from worldmodels.base import ContractError, DreamWorldModel
 from worldmodels.config import ConfigError
 from worldmodels.experiment import compose_config
 
@@ -24,9 +25,12 @@ class ContinuousSpec:
     action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
 
 
+HORIZON_4 = {"rollout_length_scheduler": {"type": "constant", "rollout_length": 4}}
+
+
 def build(spec=DiscreteSpec, seed=0, trained=True, **policy_cfg):
-    model = WORLD_MODEL_REGISTRY.build(TINY, spec(), None, seed=seed)
-    policy = POLICY_REGISTRY.build({"type": "dreamer", "horizon": 4, "imagine_starts": 8, **policy_cfg}, spec(),
+    model = WORLD_MODEL_REGISTRY.build({**TINY, **HORIZON_4}, spec(), None, seed=seed)
+    policy = POLICY_REGISTRY.build({"type": "dreamer", "imagine_starts": 8, **policy_cfg}, spec(),
                                    world_model=model, seed=seed)
     if trained:
         model.train_step(random_buffer(spec).sample_sequences(3, 8))
@@ -75,7 +79,7 @@ def test_no_gradient_crosses_between_actor_critic_and_world_model(spec):
     assert policy.backprop == (spec is ContinuousSpec)
     model.optimizers["model"].zero_grad(set_to_none=True)
     model_before = snapshot(model.nets)
-    metrics = policy.learn(model)
+    metrics = policy.learn(model.imagination_starts())
     assert all(np.isfinite(v) for v in metrics.values())
     assert all(p.grad is None for p in model.nets.parameters())  # the actor loss reaches no model weight
     assert all(torch.equal(a, b) for a, b in zip(model_before, snapshot(model.nets), strict=True))
@@ -142,10 +146,10 @@ def test_continuous_actor_loss_backpropagates_normalised_returns():
 
 def test_learn_waits_for_the_model_and_updates_the_slow_critic_at_its_rate():
     model, policy = build(trained=False, slow_critic_fraction=0.25)
-    assert policy.learn(model) == {}
+    assert policy.learn(model.imagination_starts()) == {}
     model.train_step(random_buffer(DiscreteSpec).sample_sequences(3, 8))
     slow_before = snapshot(policy.slow_critic)
-    metrics = policy.learn(model)
+    metrics = policy.learn(model.imagination_starts())
     assert {"actor_loss", "critic_loss", "entropy", "imagined_return", "return_scale"} <= set(metrics)
     assert policy.train_iter == 1
     fast_after = snapshot(policy.critic)
@@ -154,7 +158,7 @@ def test_learn_waits_for_the_model_and_updates_the_slow_critic_at_its_rate():
         torch.testing.assert_close(slow, 0.75 * before + 0.25 * fast)  # an EMA step of rate 0.25
 
 
-class StubDreamModel:
+class StubDreamModel(DreamWorldModel):
     """A Dream model whose imagined rollouts have known rewards and continue probabilities.
 
     Rows: 2 imagination starts with continues (1, 0.5); the rollout moves every state by +1
@@ -168,13 +172,24 @@ class StubDreamModel:
     DONES = torch.tensor([[0.2, 0.0], [0.5, 0.5], [0.0, 0.0]])
 
     def __init__(self):
+        super().__init__({"rollout_length_scheduler": {"type": "constant", "rollout_length": 3}}, DiscreteSpec())
         self.starts = torch.linspace(-1.0, 1.0, 8).reshape(2, 4)
         self.start_continues = torch.tensor([1.0, 0.5])
+
+    def train(self, env_buffer, envstep, train_iter):
+        return {}
+
+    def step(self, obs, action):
+        raise AssertionError("not used while learning")
+
+    def initial_state(self, batch):
+        raise AssertionError("not used while learning")
 
     def filter_step(self, *args):
         raise AssertionError("not used while learning")
 
-    def rollout(self, start, actor_fn, envstep, horizon):
+    def rollout(self, start, actor_fn, envstep, horizon=None):
+        horizon = self.rollout_length(envstep)
         states, actions = [start], []
         for _ in range(horizon + 1):
             action, _ = actor_fn(states[-1])
@@ -186,7 +201,7 @@ class StubDreamModel:
 
 def test_learn_weights_each_step_by_the_discounted_chance_of_reaching_it(monkeypatch):
     model = StubDreamModel()
-    policy = DreamerPolicy({"horizon": 3, "gamma": 0.5, "return_lambda": 0.5, "imagine_starts": 0}, DiscreteSpec(),
+    policy = DreamerPolicy({"gamma": 0.5, "return_lambda": 0.5, "imagine_starts": 0}, DiscreteSpec(),
                            world_model=model)
     seen = {}
     actor_loss, critic_loss = policy.actor_loss, policy.critic_loss
@@ -201,7 +216,7 @@ def test_learn_weights_each_step_by_the_discounted_chance_of_reaching_it(monkeyp
 
     monkeypatch.setattr(policy, "actor_loss", record_actor)
     monkeypatch.setattr(policy, "critic_loss", record_critic)
-    metrics = policy.learn(model)
+    metrics = policy.learn(model.imagination_starts())
     # continues c = (start, 1 - dones): row 0 (1, .8, .5, 1), row 1 (.5, 1, .5, 1); the weight of step t
     # is c_0 prod_{0<i<=t} gamma c_i = cumprod(gamma c)_t / gamma, for t = 0..H-1
     expected = torch.tensor([[1.0, 0.5], [1.0 * 0.5 * 0.8, 0.5 * 0.5 * 1.0], [0.4 * 0.5 * 0.5, 0.25 * 0.5 * 0.5]])
@@ -235,7 +250,7 @@ def act_sequence(policy, observations):
 @pytest.mark.parametrize("spec", [DiscreteSpec, ContinuousSpec])
 def test_save_load_gives_identical_actions(spec):
     model, policy = build(spec)
-    policy.learn(model)
+    policy.learn(model.imagination_starts())
     observations = torch.randn(6, 2, 3)
     fresh_model, fresh_policy = build(spec, seed=7, trained=False)
     fresh_model.load_state_dict(model.state_dict())
@@ -287,7 +302,7 @@ def test_bad_policy_config_is_named():
     model, _ = build(trained=False)
     with pytest.raises(ConfigError, match="policy.actor_grad must be one of"):
         DreamerPolicy({"actor_grad": "magic"}, DiscreteSpec(), world_model=model)
-    with pytest.raises(ConfigError, match="needs a world model such as 'dreamerv3'"):
+    with pytest.raises(ConfigError, match="needs a Dream world model such as 'dreamerv3'"):
         DreamerPolicy({}, DiscreteSpec())
 
 
@@ -325,3 +340,81 @@ def test_same_seed_same_run_on_the_configured_schedule(tmp_path):
         assert int(row["train_iter"]) == int(cfg.learner.updates_per_step * (step - warmup))
         owed = wm.pretrain_steps + wm.replay_ratio * (step - wm.learning_starts)
         assert float(row["world_model/gradient_steps"]) == wm.log_every * (owed // wm.log_every)
+
+
+def test_the_horizon_is_the_world_models_schedule_not_a_policy_setting():
+    model, _ = build(trained=False)
+    with pytest.raises(ConfigError, match="policy.horizon is gone: .*world_model.rollout_length_scheduler"):
+        DreamerPolicy({"horizon": 5}, DiscreteSpec(), world_model=model)
+    schedule = {"type": "linear", "rollout_start_step": 0, "rollout_end_step": 100, "rollout_length_min": 1,
+                "rollout_length_max": 5}
+    model = WORLD_MODEL_REGISTRY.build({**TINY, "rollout_length_scheduler": schedule}, DiscreteSpec(), None)
+    policy = DreamerPolicy({"imagine_starts": 4}, DiscreteSpec(), world_model=model)
+    model.train_step(random_buffer(DiscreteSpec).sample_sequences(3, 8))
+    lengths = []
+    real_rollout = model.rollout
+
+    def recording_rollout(start, actor_fn, envstep, horizon=None):
+        out = real_rollout(start, actor_fn, envstep, horizon)
+        lengths.append(out[2].shape[0])
+        return out
+
+    model.rollout = recording_rollout
+    for envstep in (0, 50, 100):
+        model.envstep = envstep
+        policy.learn(model.imagination_starts())
+    assert lengths == [1, 3, 5]
+
+
+class NoGradDream(DreamWorldModel):
+    """A Dream model whose imagined step runs under no_grad, as a Dyna model's ``step`` may."""
+
+    feature_dim = 3
+    sizes = EasyDict(units=8, layers=1)
+
+    def __init__(self, sets_starts=True):
+        super().__init__({"rollout_length_scheduler": {"type": "constant", "rollout_length": 2}}, ContinuousSpec())
+        self.actions = EasyDict(discrete=False, dim=1)
+        self.sets_starts = sets_starts
+
+    def train(self, env_buffer, envstep, train_iter):
+        if self.sets_starts:
+            self.starts, self.start_continues = torch.zeros(4, 3), torch.ones(4)
+        return {"loss": 0.0}
+
+    @torch.no_grad()
+    def step(self, obs, action):
+        return obs.sum(-1), obs + action, torch.zeros(obs.shape[0], dtype=torch.bool)
+
+    def initial_state(self, batch):
+        return torch.zeros(batch, 3), torch.zeros(batch, 0)
+
+    def filter_step(self, deter, stoch, action, obs, is_first, generator):
+        return obs, stoch
+
+
+class Buffer:
+    def __len__(self):
+        return 100
+
+
+def test_the_two_silent_dream_contract_failures_are_one_line_errors():
+    model = NoGradDream()
+    policy = DreamerPolicy({}, ContinuousSpec(), world_model=model)
+    model.update(1000, Buffer(), policy, 0)
+    with pytest.raises(ContractError, match="imagined states carry no gradient, so the continuous actor"):
+        policy.learn(model.policy_input(Buffer(), None, 4, 0))
+    silent = NoGradDream(sets_starts=False)
+    assert silent.policy_input(Buffer(), None, 4, 0) is None  # not trained yet: nothing to learn from
+    silent.update(1000, Buffer(), policy, 0)
+    with pytest.raises(ContractError, match="trained but set no imagination starts"):
+        silent.policy_input(Buffer(), None, 4, 0)
+
+
+def test_a_dream_model_that_cannot_act_is_refused_when_the_policy_is_built():
+    class Blind(NoGradDream):
+        filter_step = DreamWorldModel.filter_step
+        sizes = None
+
+    with pytest.raises(ContractError, match="cannot act through world model 'None': it lacks filter_step, sizes"):
+        DreamerPolicy({}, ContinuousSpec(), world_model=Blind())

@@ -8,6 +8,7 @@ import torch
 from registry import WORLD_MODEL_REGISTRY
 from tests.conftest import ToyDyna
 from workers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from workers.learner import Learner
 from workers.pipeline import SerialPipeline, serial_pipeline
 from worldmodels.experiment import compose_config
 
@@ -101,8 +102,6 @@ def test_async_vector_env_collects_and_resumes_exactly(tmp_path):
 
 
 def test_train_iter_counts_only_updates_that_changed_the_policy():
-    from workers.learner import Learner
-
     class Policy:
         def __init__(self):
             self.calls = 0
@@ -121,7 +120,7 @@ def test_train_iter_counts_only_updates_that_changed_the_policy():
     policy = Policy()
     policy.device = "cpu"
     learner = Learner({"batch_size": 4, "updates_per_step": 1.0, "log_every": 100}, policy, None, Buffer(), None,
-                      None, start_step=0)
+                      start_step=0)
     assert learner.train(10, 5) == 2
     assert policy.calls == 5 and learner.train_iter == 2
 
@@ -157,3 +156,56 @@ def test_progress_bar_shows_the_models_loss_beside_the_return(tmp_path, capsys):
     final = capsys.readouterr().out.split("\r")[-1]  # the bar's last refresh
     assert (f"eval return {pipeline.last_eval['eval_return_mean']:.1f} ± {pipeline.last_eval['eval_return_std']:.1f}, "
             f"model holdout_mse {last_error:.3g}]") in final
+
+
+def test_learner_flush_averages_metrics_that_first_appear_mid_window():
+    class Logger:
+        def __init__(self):
+            self.logged = {}
+
+        def log_scalars(self, prefix, metrics, step):
+            self.logged.update({f"{prefix}/{k}": v for k, v in metrics.items()})
+
+    class Policy:
+        device = "cpu"
+
+        def __init__(self):
+            self.calls = 0
+
+        def learn(self, batch):
+            self.calls += 1
+            return {"loss": 1.0} if self.calls < 3 else {"loss": 3.0, "expansion": 2.0 * self.calls}
+
+    class Buffer:
+        def __len__(self):
+            return 100
+
+        def sample(self, size, device=None):
+            return {}
+
+    logger = Logger()
+    learner = Learner({"batch_size": 4, "updates_per_step": 1.0, "log_every": 100}, Policy(), None, Buffer(),
+                      logger, start_step=0)
+    learner.train(10, 4)
+    learner.flush(10)
+    assert logger.logged == {"policy/loss": 2.0, "policy/expansion": 7.0}  # (6 + 8) / 2 over the two that had it
+
+
+def rollout_lengths(tmp_path, name, *sets):
+    cfg = compose_config(name, preset="debug", sets=list(sets))
+    result = serial_pipeline(cfg, out_dir=tmp_path, show_progress=False)
+    with open(Path(result["run_dir"]) / "progress.csv") as handle:
+        return [float(row["rollout_length"]) for row in csv.DictReader(handle) if row.get("rollout_length")]
+
+
+def test_the_rollout_length_schedule_drives_dream_training_and_is_in_progress(tmp_path):
+    schedule = ("world_model.rollout_length_scheduler={'type': 'linear', 'rollout_start_step': 0, "
+                "'rollout_end_step': 400, 'rollout_length_min': 1, 'rollout_length_max': 10}")
+    lengths = rollout_lengths(tmp_path, "pendulum_dreamerv3", schedule, "env_steps=400", "evaluator.eval_freq=50")
+    assert lengths[0] < lengths[-1] == 10.0 and lengths == sorted(lengths)
+    assert len(set(lengths)) >= 4
+
+
+@pytest.mark.parametrize("name", ["pendulum_mbpo", "pendulum_steve"])
+def test_dyna_and_hybrid_runs_have_the_rollout_length_column(tmp_path, name):
+    assert rollout_lengths(tmp_path, name)

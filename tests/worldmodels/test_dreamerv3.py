@@ -113,7 +113,7 @@ def rssm_inputs(steps=6, batch=3, embed_dim=5, action_dim=2, seed=0):
     return embed, action, is_first, first_embed
 
 
-def test_rssm_observe_and_imagine_shapes():
+def test_rssm_observe_and_img_step_shapes():
     rssm = RSSM(action_dim=2, embed_dim=5, deter=8, stoch=4, classes=3, units=16)
     embed, action, is_first, first_embed = rssm_inputs()
     out = rssm.observe(embed, action, is_first, first_embed, torch.Generator().manual_seed(0))
@@ -124,8 +124,8 @@ def test_rssm_observe_and_imagine_shapes():
     # stoch is one-hot per variable
     assert torch.allclose(out.stoch.unflatten(-1, (4, 3)).sum(-1), torch.ones(6, 3, 4))
     assert set(out.stoch.detach().unique().tolist()) <= {0.0, 1.0}
-    deter, stoch = rssm.imagine(out.deter[-1], out.stoch[-1], torch.randn(5, 3, 2), torch.Generator())
-    assert deter.shape == (5, 3, 8) and stoch.shape == (5, 3, 12)
+    deter, stoch = rssm.img_step(out.deter[-1], out.stoch[-1], torch.randn(3, 2), torch.Generator())
+    assert deter.shape == (3, 8) and stoch.shape == (3, 12)
     with pytest.raises(ValueError, match="is_first\\[0\\]"):
         rssm.observe(embed, action, torch.zeros(6, 3, dtype=torch.bool), first_embed[:0], None)
 

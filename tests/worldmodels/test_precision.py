@@ -19,8 +19,9 @@ class BoxSpec:
 
 
 def dreamer_pair(precision):
-    model = WORLD_MODEL_REGISTRY.build({**TINY, "precision": precision}, VectorSpec(), None, seed=0)
-    policy = POLICY_REGISTRY.build({"type": "dreamer", "horizon": 4, "precision": precision}, VectorSpec(),
+    model = WORLD_MODEL_REGISTRY.build({**TINY, "precision": precision, "rollout_length_scheduler":
+                                        {"type": "constant", "rollout_length": 4}}, VectorSpec(), None, seed=0)
+    policy = POLICY_REGISTRY.build({"type": "dreamer", "precision": precision}, VectorSpec(),
                                    world_model=model, seed=0)
     return model, policy
 
@@ -76,7 +77,7 @@ def test_dreamer_bf16_losses_are_float32_and_close_to_fp32_but_not_equal():
         assert observed.post_log_probs.dtype == torch.float32
         losses[precision] = loss.item()
         model.train_step(batch)
-        learned = policy.learn(model)
+        learned = policy.learn(model.imagination_starts())
         assert all(np.isfinite(v) for v in learned.values())
         assert policy.actor.net[0].weight.dtype == torch.float32  # master weights stay float32
     assert losses["bf16"] != losses["fp32"]  # the matmuls really ran in bf16

@@ -21,6 +21,7 @@ setup(
         "tensorboardX>=2.6",
         "tqdm>=4.60",  # progress bars with rates and postfix fields
         "matplotlib>=3.7",  # comparison and learning-curve plots
+        "scipy>=1.15",  # compare's bootstrap intervals (scipy.stats.bootstrap, rng=); dm-control needs it anyway
         "pillow>=9",  # resizes rendered frames to 64x64 (the pixels env wrapper)
     ],
     extras_require={

@@ -100,12 +100,15 @@ def read_results_csv(path: Path) -> tuple[list[str], list[dict]]:
             raise ConfigError(f"{path} lacks the column(s) {', '.join(sorted(needed))}")
         records = list(reader)
     results: dict[tuple[str, int], dict] = {}
+    env_ids: dict[str, str] = {}
     for record in records:
         key = (record["config"], int(record["seed"]))
-        result = results.setdefault(key, {"config": key[0], "seed": key[1], "rows": [],
-                                          "env_id": record.get("env_id") or _shipped_env_id(key[0], path),
-                                          "method": record.get("method") or key[0],
-                                          "variant": record.get("variant", "")})
+        if key not in results:
+            env_id = record.get("env_id") or env_ids.get(key[0]) or _shipped_env_id(key[0], path)
+            env_ids[key[0]] = env_id
+            results[key] = {"config": key[0], "seed": key[1], "rows": [], "env_id": env_id,
+                            "method": record.get("method") or key[0], "variant": record.get("variant", "")}
+        result = results[key]
         if record.get("parameters"):
             result["parameters"] = int(record["parameters"])
         result["rows"].append({k: float(record[k]) for k in CSV_COLUMNS[2:6]})

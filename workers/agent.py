@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY, require_trust
-from workers.checkpoint import check_identity, misfit_error, read_run_config
+from workers.checkpoint import check_identity, misfit_error, read_run_config, upgrade_config
 from worldmodels.envs import make_env
 from worldmodels.experiment import resolve_config
 from worldmodels.utils import as_tensor
@@ -69,6 +69,7 @@ def load_agent(run_dir: str | Path, device: str = "cpu", trust_plugins: bool = F
     raw = json.loads(state["config"])
     require_trust(raw, f"the run in '{run_dir}'", trust_plugins)
     check_identity(state, path, run_config)
+    upgrade_config(raw)
     for section in ("policy", "world_model"):
         if raw.get(section) is not None:
             raw[section]["device"] = device

@@ -136,6 +136,22 @@ def check_identity(state: Mapping, path: Path, run_config: Any) -> None:
                               "the checkpoint came from")
 
 
+def upgrade_config(cfg: dict) -> list[str]:
+    """Bring a run's stored config up to this version's keys, in place; returns a note per change.
+
+    - ``policy.horizon`` of a ``dreamer`` policy (before the world model's rollout-length
+      schedule set the imagination horizon) becomes a constant schedule of that length.
+    """
+    notes = []
+    policy, model = cfg.get("policy"), cfg.get("world_model")
+    if isinstance(policy, dict) and policy.get("type") == "dreamer" and "horizon" in policy:
+        horizon = policy.pop("horizon")
+        if isinstance(model, dict):
+            model["rollout_length_scheduler"] = {"type": "constant", "rollout_length": horizon}
+        notes.append(f"policy.horizon {horizon} is now world_model.rollout_length_scheduler (constant {horizon})")
+    return notes
+
+
 # Top-level entries of a pipeline checkpoint and the types they must have.
 REQUIRED = {"format": int, "config": str, "env_step": int, "pipeline": dict, "logger_latest": dict,
             "learner": dict, "policy": dict, "collector": dict, "torch_rng": torch.Tensor}

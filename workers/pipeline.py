@@ -25,6 +25,7 @@ from workers.checkpoint import (
     misfit_error,
     read_run_config,
     save_checkpoint,
+    upgrade_config,
     validate_checkpoint,
 )
 from workers.checkpoint import FORMAT as CHECKPOINT_FORMAT
@@ -335,6 +336,7 @@ class SerialPipeline:
         cfg = json.loads(state["config"])
         require_trust(cfg, f"the run in '{run_dir}'", trust_plugins)
         check_identity(state, path, run_config)
+        upgrades = upgrade_config(cfg)
         if env_steps is not None:
             cfg["env_steps"] = int(env_steps)
         if cfg["env_steps"] <= state["env_step"]:
@@ -364,6 +366,8 @@ class SerialPipeline:
         # is an off-schedule final evaluation that a longer run would not have made.
         redo = int(state["pipeline"]["next_eval_step"]) <= step or bool(state["pipeline"]["off_schedule_eval"])
         pipeline.logger.rows = read_progress_rows(run_dir, step, drop_last=redo)
+        for note in upgrades:
+            pipeline.logger.message(f"config of an older version: {note}")
         pipeline.logger.message(f"resuming from {path} at env step {state['env_step']}")
         return pipeline
 

@@ -209,3 +209,27 @@ def test_the_rollout_length_schedule_drives_dream_training_and_is_in_progress(tm
 @pytest.mark.parametrize("name", ["pendulum_mbpo", "pendulum_steve"])
 def test_dyna_and_hybrid_runs_have_the_rollout_length_column(tmp_path, name):
     assert rollout_lengths(tmp_path, name)
+
+
+def test_a_run_saved_with_the_old_dreamer_horizon_resumes(tmp_path, capsys):
+    from workers.checkpoint import config_fingerprint, upgrade_config
+    from worldmodels.cli import main
+
+    assert main(["train", "pendulum_dreamerv3", "--preset", "debug", "--no-progress", "--out", str(tmp_path),
+                 "--env-steps", "200"]) == 0
+    run_dir = next((tmp_path / "pendulum_dreamerv3").iterdir())
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    cfg = json.loads(state["config"])  # as an older version wrote it: the horizon on the policy
+    cfg["policy"]["horizon"] = cfg["world_model"].pop("rollout_length_scheduler")["rollout_length"]
+    state["config"] = json.dumps(cfg)
+    state["fingerprint"] = config_fingerprint(state["config"])
+    torch.save(state, run_dir / "checkpoint.pt")
+    (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--env-steps", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "policy.horizon 5 is now world_model.rollout_length_scheduler (constant 5)" in out
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["world_model"]["rollout_length_scheduler"] == {"type": "constant", "rollout_length": 5}
+    assert "horizon" not in saved["policy"]
+    assert upgrade_config(saved) == []  # an up-to-date config is left as it is

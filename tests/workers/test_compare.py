@@ -337,3 +337,10 @@ def test_a_signal_that_stops_one_run_stops_the_compare_and_the_next_call_resumes
     results = []
     compare(["pendulum_sac"], 2, preset="debug", env_steps=300, out=out, workers=1, progress=results.append)
     assert [r.get("error") for r in results] == [None, None] and all(r["env_steps"] == 300 for r in results)
+
+
+def test_the_readme_dmc_aggregate_is_the_one_rendered_from_the_committed_results(tmp_path):
+    summary = (report(PENDULUM.parent / "dmc_sac", out=tmp_path) / "summary.md").read_text()
+    (aggregate,) = [line for line in summary.splitlines() if line.startswith("| sac | 3 | 9 |")]
+    assert aggregate in README.read_text()
+    assert (tmp_path / "profile.png").is_file() and summary == (PENDULUM.parent / "dmc_sac" / "summary.md").read_text()

@@ -22,10 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
 from workers.buffer import ReplayBuffer, random_buffer
 from worldmodels.envs import make_env
-from worldmodels.experiment import resolve_threads
+from worldmodels.experiment import build_components, resolve_threads
 
 
 def _sync(device: torch.device) -> None:
@@ -101,8 +100,7 @@ def dreamer_throughput(cfg: Mapping, *, buffer_steps: int = 2000, steps: int = 3
         torch.set_num_threads(resolve_threads(cfg["num_threads"]))
     seed = int(cfg.get("seed", 0))
     env = make_env(cfg["env"])
-    model = WORLD_MODEL_REGISTRY.build(wm_cfg, env, None, seed=seed)
-    policy = POLICY_REGISTRY.build(cfg["policy"], env, world_model=model, seed=seed)
+    model, policy = build_components({**cfg, "seed": seed}, env)
     buffer = random_buffer(env, max(buffer_steps, 2 * model.cfg.sequence_length), seed)
     device = model.device
     if device.type == "cuda":

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
 from workers.buffer import ReplayBuffer, random_buffer
 from worldmodels.envs import make_env
+from worldmodels.experiment import build_components
 
 
 def peak_rss_mb() -> float:
@@ -53,8 +53,7 @@ def mbpo_throughput(cfg: Mapping, *, buffer_steps: int = 5000, train_steps: int 
         raise ValueError("mbpo_throughput needs a config whose world_model.type is 'mbpo'")
     seed = int(cfg.get("seed", 0))
     env = make_env(cfg["env"])
-    model = WORLD_MODEL_REGISTRY.build(wm_cfg, env, None, seed=seed)
-    policy = POLICY_REGISTRY.build(cfg["policy"], env, world_model=model, seed=seed)
+    model, policy = build_components({**cfg, "seed": seed}, env)
     buffer = random_buffer(env, buffer_steps, seed)
     env.close()
     device = model.device

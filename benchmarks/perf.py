@@ -255,14 +255,13 @@ def dreamer_steps(precision: str, preset: str | None = None, sets: Iterable[str]
     """
     from dreamer_throughput import random_buffer
 
-    from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
     from worldmodels.envs import make_env
+    from worldmodels.experiment import build_components
 
     cfg = _compose("cartpole_dreamerv3", preset,
                    [*sets, f"world_model.precision={precision}", f"policy.precision={precision}"])
     env = make_env(cfg["env"])
-    model = WORLD_MODEL_REGISTRY.build(cfg["world_model"], env, None, seed=0)
-    policy = POLICY_REGISTRY.build(cfg["policy"], env, world_model=model, seed=0)
+    model, policy = build_components(cfg, env)
     buffer = random_buffer(env, max(buffer_steps, 2 * model.cfg.sequence_length), 0)
     env.close()
     batch = buffer.sample_sequences(model.cfg.batch_size, model.cfg.sequence_length, device=model.device)

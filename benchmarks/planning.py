@@ -22,14 +22,12 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::ma
 
 
 def build(config: str, sets: Sequence[str], preset: str | None = None) -> tuple:
-    from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
     from worldmodels.envs import make_env
-    from worldmodels.experiment import compose_config
+    from worldmodels.experiment import build_components, compose_config
 
     cfg = compose_config(config, preset, list(sets), 0, None)
     env = make_env(cfg.env)
-    model = WORLD_MODEL_REGISTRY.build(cfg.world_model, env, None, seed=0)
-    policy = POLICY_REGISTRY.build(cfg.policy, env, world_model=model, seed=0)
+    model, policy = build_components(cfg, env)
     observations = []
     obs, _ = env.reset(seed=0)
     for _ in range(16):

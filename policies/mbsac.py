@@ -9,20 +9,21 @@ import torch
 from policies.sac import SACPolicy
 from registry import POLICY_REGISTRY
 from worldmodels.config import ConfigError
+from worldmodels.protocols import ValueExpander
 
 
 @POLICY_REGISTRY.register("mbsac")
 class ModelBasedSACPolicy(SACPolicy):
     """SAC with model-based value expansion.
 
-    The world model must offer ``expand_targets(batch, value_fn, gamma)`` (as
-    ``steve`` does). Until the model has been trained, targets are SAC's own.
+    The world model must be a ``ValueExpander`` (``expand_targets`` and ``expansion_ready``,
+    as ``steve``); until it is ready, targets are SAC's own.
     """
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, *, world_model: Any = None, seed: int = 0,
                  logger: Any = None) -> None:
         super().__init__(cfg, env_spec, world_model=world_model, seed=seed, logger=logger)
-        if world_model is None or not hasattr(world_model, "expand_targets"):
+        if not isinstance(world_model, ValueExpander):
             kind = "no world model" if world_model is None else f"world model '{world_model.cfg.type}'"
             raise ConfigError(f"policy 'mbsac' needs a world model that expands value targets (e.g. 'steve'), "
                               f"got {kind}")
@@ -39,7 +40,7 @@ class ModelBasedSACPolicy(SACPolicy):
         return self._scale(action), torch.stack([q1, q2]) - self.alpha * log_prob
 
     def critic_target_value(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        if not self.world_model.trained:
+        if not self.world_model.expansion_ready:
             return super().critic_target_value(batch)
         with torch.no_grad():
             target, self.last_expansion = self.world_model.expand_targets(batch, self.soft_values, self.cfg.gamma)

@@ -24,6 +24,22 @@ def test_readme_plugin_world_model_trains(tmp_path, capsys, monkeypatch):
     assert "world_model/loss" in progress.read_text().splitlines()[0]
 
 
+def test_readme_dream_plugin_trains_the_dreamer_policy(tmp_path, capsys, monkeypatch):
+    text = README.read_text()
+    code = re.search(r"`my_dream.py`:\n\n```python\n(.*?)```", text, re.S).group(1)
+    command = re.search(r"worldmodels train pendulum_dreamerv3 --preset debug \\\n\s+--set \"(world_model=.*?)\"", text)
+    (tmp_path / "my_dream.py").write_text(code)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "pendulum_dreamerv3", "--preset", "debug", "--no-progress", "--out",
+                 str(tmp_path / "runs"), "--set", command.group(1)]) == 0
+    assert "final eval return" in capsys.readouterr().out
+    (run,) = (tmp_path / "runs").glob("pendulum_dreamerv3/*")
+    header = (run / "progress.csv").read_text().splitlines()[0]
+    assert "world_model/loss" in header and "rollout_length" in header
+    rows = (run / "progress.csv").read_text().splitlines()
+    assert int(rows[-1].split(",")[2]) > 0  # the dreamer policy made updates inside the plugin model
+
+
 def test_readme_links_point_at_committed_files():
     root = README.parent
     links = [target for target in re.findall(r"\]\(([\w./-]+)\)", README.read_text()) if "://" not in target]

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY, require_trust
+from registry import require_trust
 from workers.checkpoint import check_identity, misfit_error, read_run_config, upgrade_config
 from worldmodels.envs import make_env
-from worldmodels.experiment import resolve_config
+from worldmodels.experiment import build_components, resolve_config
 from worldmodels.utils import as_tensor
 
 
@@ -76,10 +76,7 @@ def load_agent(run_dir: str | Path, device: str = "cpu", trust_plugins: bool = F
     cfg = resolve_config(raw)
     env = make_env(cfg.env)
     try:
-        world_model = None
-        if cfg.world_model is not None:
-            world_model = WORLD_MODEL_REGISTRY.build(cfg.world_model, env, None, seed=cfg.seed)
-        policy = POLICY_REGISTRY.build(cfg.policy, env, world_model=world_model, seed=cfg.seed)
+        world_model, policy = build_components(cfg, env)
     finally:
         env.close()
     try:

@@ -244,6 +244,22 @@ class ReplayBuffer:
         self.row_width = None if width == -2 else width
         self.rng.bit_generator.state = state["rng"]
 
+    def transitions(self, index: np.ndarray | None = None,
+                    keys: tuple[str, ...] = ("obs", "action", "reward", "next_obs", "terminated")
+                    ) -> dict[str, np.ndarray]:
+        """The stored rows at ``index`` (every stored row, in storage order, when None).
+
+        Shapes:
+            index [N] -> each array [N, ...]
+        """
+        index = np.arange(self.size) if index is None else np.asarray(index)
+        return {key: self.data[key][index] for key in keys}
+
+    def newest(self, count: int) -> np.ndarray:
+        """The index of the ``count`` (at most ``len``) most recently pushed rows, oldest first."""
+        count = min(int(count), self.size)
+        return (self.pos - count + np.arange(count)) % self.capacity
+
     def save(self, path: str | Path) -> None:
         """Write contents and positions to ``path`` (a ``.npz`` file)."""
         arrays = {f"data_{k}": v for k, v in self.data.items()}

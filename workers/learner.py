@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from worldmodels.utils import check_fraction
+from worldmodels.utils import check_fraction, owed_updates
 
 
 class Learner:
@@ -38,9 +38,7 @@ class Learner:
         (an update that returns no metrics made no change and is not counted in ``train_iter``)."""
         if envstep < self.start_step or len(self.env_buffer) < self.cfg["batch_size"]:
             return 0
-        self.update_debt += new_steps * float(self.cfg["updates_per_step"])
-        count = int(self.update_debt)
-        self.update_debt -= count
+        count, self.update_debt = owed_updates(self.update_debt, new_steps, float(self.cfg["updates_per_step"]))
         done = 0
         for _ in range(count):
             metrics = self.policy.learn(self.batch())

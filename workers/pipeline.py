@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY, require_trust
+from registry import BUFFER_REGISTRY, require_trust
 from workers.buffer import space_storage
 from workers.checkpoint import (
     CHECKPOINT_NAME,
@@ -35,7 +35,7 @@ from workers.learner import Learner
 from workers.logger import RunLogger
 from worldmodels.config import ConfigError, to_plain
 from worldmodels.envs import EnvError
-from worldmodels.experiment import resolve_config, resolve_threads
+from worldmodels.experiment import build_components, resolve_config, resolve_threads
 from worldmodels.guards import NonFiniteError, NonFiniteStateError
 
 
@@ -74,12 +74,9 @@ class SerialPipeline:
         self.logger = RunLogger(cfg.env_steps, show_progress)
         self.evaluator = Evaluator(cfg.evaluator, cfg.env, seed=cfg.seed + 10_000)
         env_spec = self.evaluator.env
-        self.world_model = None
-        if cfg.world_model is not None:
-            self.world_model = WORLD_MODEL_REGISTRY.build(cfg.world_model, env_spec, self.logger, seed=cfg.seed)
-            self.logger.progress_metric = f"world_model/{getattr(self.world_model, 'progress_metric', 'loss')}"
-        self.policy = POLICY_REGISTRY.build(cfg.policy, env_spec, world_model=self.world_model, seed=cfg.seed,
-                                            logger=self.logger)
+        self.world_model, self.policy = build_components(cfg, env_spec, self.logger)
+        if self.world_model is not None:
+            self.logger.progress_metric = f"world_model/{self.world_model.progress_metric}"
         self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(out_dir, cfg.exp_name, cfg.seed)
         self.env_buffer = self._make_env_buffer(env_spec)
         self.collector = SerialCollector(cfg.collector, cfg.env, self.policy, self.env_buffer, seed=cfg.seed)

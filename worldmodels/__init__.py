@@ -8,8 +8,17 @@ if sys.argv[:1] == ["-m"] and sys.path and sys.path[0] in ("", os.getcwd()):
     # (configs/, workers/, registry/, policies/: common in ML projects) would shadow it.
     sys.path.pop(0)
 
-from worldmodels.base import DreamWorldModel, DynaWorldModel, HybridWorldModel, WorldModel
+from worldmodels.base import (
+    ActionCodec,
+    ContractError,
+    DreamWorldModel,
+    DynaWorldModel,
+    HybridWorldModel,
+    ImaginationStarts,
+    WorldModel,
+)
 from worldmodels.config import ConfigError
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "DreamWorldModel", "DynaWorldModel", "HybridWorldModel", "WorldModel", "__version__"]
+__all__ = ["ActionCodec", "ConfigError", "ContractError", "DreamWorldModel", "DynaWorldModel", "HybridWorldModel",
+           "ImaginationStarts", "WorldModel", "__version__"]

@@ -6,19 +6,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 from registry import BUFFER_REGISTRY, SCHEDULE_REGISTRY
-from worldmodels.config import ConfigError, Configurable
-from worldmodels.guards import UpdateGuard, check_state
-from worldmodels.precision import PRECISIONS, autocast, check_precision
-from worldmodels.utils import check_rank, frozen, generator_for, resolve_device
+from worldmodels.component import Component
+from worldmodels.config import ConfigError
+from worldmodels.utils import check_rank, frozen
 
 Metrics = dict[str, float]
 
 
-class WorldModel(Configurable, abc.ABC):
+class WorldModel(Component, abc.ABC):
     """A learned model of an environment; owns its networks (``self.nets``) and optimisers.
 
     Not an ``nn.Module``: ``train`` here means "fit to the replay buffer".
@@ -31,47 +31,30 @@ class WorldModel(Configurable, abc.ABC):
     """
 
     config = dict(
-        type=None,
-        import_names=[],
         train_freq=250,  # env steps between two model trainings
         eval_freq=250,  # env steps between two model evaluations
         rollout_length_scheduler=dict(type="constant", rollout_length=1),
-        device=None,  # cpu | cuda | auto; None inherits the pipeline's device
-        precision="fp32",  # fp32 | bf16 | auto: the dtype of matmuls in updates (worldmodels.precision)
-        max_nonfinite_updates=10,  # consecutive skipped (non-finite) updates before the run stops
         # train, evaluate and imagine during the collector's random warm-up too (by default the
         # model's first training is at the end of warm-up, when the policy starts learning)
         train_during_warmup=False,
         min_env_transitions=1,  # env-buffer transitions before the model's first training
     )
+    section: ClassVar[str] = "world_model"
+    kind: ClassVar[str] = "world model"
     # the metric of ``train`` that the progress bar shows beside the return
     progress_metric: ClassVar[str] = "loss"
-    # the precisions this type's updates run in (a type that never enters ``autocast()`` lists fp32 only)
-    supported_precisions: ClassVar[tuple[str, ...]] = PRECISIONS
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
-        self.cfg = self.merge_config(cfg, prefix="world_model")
-        self.env_spec = env_spec
-        self.observation_space = env_spec.observation_space
-        self.action_space = env_spec.action_space
-        self.logger = logger
-        self.seed = int(seed)
-        self.device = resolve_device(self.cfg.device)
-        self.precision = check_precision(self.cfg.precision, self.device, "world_model", self.supported_precisions,
-                                         f"world model '{self.cfg.type}'")
+        super().__init__(cfg, env_spec, logger, seed=seed)
         for key in ("train_freq", "eval_freq", "min_env_transitions"):
             if self.cfg[key] < 1:
                 raise ConfigError(f"world_model.{key} must be >= 1, got {self.cfg[key]}")
-        self.nets = nn.ModuleDict()
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.generator = generator_for(self.device, self.seed)
         self.rollout_length_scheduler = SCHEDULE_REGISTRY.build(self.cfg.rollout_length_scheduler)
         self.last_train_envstep = 0
         self.last_eval_envstep = 0
         self.envstep = 0  # the real env step of the latest ``update``
         self._reported_length: float | None = None
         self.img_buffer: Any = None  # the imagination buffer a Dyna model owns (None for other kinds)
-        self.guard = UpdateGuard(f"world model '{self.cfg.type}'", self.cfg.max_nonfinite_updates)
 
     # -- the pipeline's entry point --------------------------------------
     def update(self, envstep: int, env_buffer: Any, policy: Any, train_iter: int) -> dict[str, Metrics]:
@@ -143,46 +126,21 @@ class WorldModel(Configurable, abc.ABC):
         (``img_buffer``: the Dyna model's own, kept in the signature for callers of the seed API.)"""
         return env_buffer.sample(batch_size, device=self.device)
 
-    def autocast(self):
-        """The autocast context of the config's ``precision`` (fp32: no autocast)."""
-        return autocast(self.precision, self.device)
-
     # -- state ----------------------------------------------------------
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.nets.parameters())
-
-    def check_state(self) -> None:
-        """Raise NonFiniteStateError naming the first non-finite parameter or optimiser state."""
-        check_state(self.guard.component, self.nets, self.optimizers)
-
     def to(self, device: torch.device | str) -> WorldModel:
         self.device = torch.device(device)
         self.nets.to(self.device)
         return self
 
     def state_dict(self) -> dict:
-        """Networks, optimisers, generator and schedule counters (tensors and plain values only)."""
-        return {
-            "nets": self.nets.state_dict(),
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            "generator": self.generator.get_state(),
-            "last_train_envstep": self.last_train_envstep,
-            "last_eval_envstep": self.last_eval_envstep,
-            "guard": self.guard.state_dict(),
-        }
+        """Networks, optimisers, generator, guard and schedule counters (tensors and plain values only)."""
+        return {**super().state_dict(), "last_train_envstep": self.last_train_envstep,
+                "last_eval_envstep": self.last_eval_envstep}
 
     def load_state_dict(self, state: Mapping) -> None:
-        self.nets.load_state_dict(state["nets"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        self.generator.set_state(state["generator"])
+        super().load_state_dict(state)
         self.last_train_envstep = int(state["last_train_envstep"])
         self.last_eval_envstep = int(state["last_eval_envstep"])
-        self.guard.load_state_dict(state["guard"])
-
-    def log(self, prefix: str, metrics: Metrics, step: int) -> None:
-        if self.logger is not None and metrics:
-            self.logger.log_scalars(prefix, metrics, step)
 
 
 class DynaWorldModel(WorldModel):
@@ -290,6 +248,41 @@ ActorFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 class ContractError(ConfigError):
     """A component lacks what another relies on (e.g. a Dream model a Dream policy cannot learn in)."""
+
+
+class ActionCodec:
+    """Env actions <-> the model's action input: one-hot for Discrete, [-1, 1] for Box.
+
+    Shapes:
+        to_model: env actions [..., A] (Box) or [...] (Discrete) -> model actions [..., A]
+        to_env: model actions [..., A] -> env actions, same shapes as ``to_model``'s input
+    """
+
+    def __init__(self, space: Any, device: torch.device) -> None:
+        self.discrete = hasattr(space, "n")
+        if self.discrete:
+            self.dim = int(space.n)
+        elif len(space.shape) == 1 and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
+            self.dim = int(space.shape[0])
+            low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
+            high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+            self.scale, self.bias = (high - low) / 2, (high + low) / 2
+        else:
+            raise ConfigError(f"a Dream model needs a Discrete or a bounded 1-D Box action space, got {space}")
+
+    def to_model(self, action: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return F.one_hot(action.long(), self.dim).float()
+        return ((action.float() - self.bias) / self.scale).clamp(-1.0, 1.0)
+
+    def to_env(self, action: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return action.argmax(-1)
+        return action * self.scale + self.bias
+
+    def to(self, device: torch.device) -> None:
+        if not self.discrete:
+            self.scale, self.bias = self.scale.to(device), self.bias.to(device)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from easydict import EasyDict
 
 from registry import WORLD_MODEL_REGISTRY
-from worldmodels.base import ActorFn, DreamWorldModel, Metrics
+from worldmodels.base import ActionCodec, ActorFn, DreamWorldModel, Metrics
 from worldmodels.config import ConfigError
 from worldmodels.dreamer_nets import (
     ConvDecoder,
@@ -72,41 +72,6 @@ def is_image_space(space: Any) -> bool:
     return len(space.shape) == 3 and space.dtype == np.uint8
 
 
-class ActionCodec:
-    """Env actions <-> the model's action input: one-hot for Discrete, [-1, 1] for Box.
-
-    Shapes:
-        to_model: env actions [..., A] (Box) or [...] (Discrete) -> model actions [..., A]
-        to_env: model actions [..., A] -> env actions, same shapes as ``to_model``'s input
-    """
-
-    def __init__(self, space: Any, device: torch.device) -> None:
-        self.discrete = hasattr(space, "n")
-        if self.discrete:
-            self.dim = int(space.n)
-        elif len(space.shape) == 1 and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
-            self.dim = int(space.shape[0])
-            low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
-            high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
-            self.scale, self.bias = (high - low) / 2, (high + low) / 2
-        else:
-            raise ConfigError(f"dreamerv3 needs a Discrete or a bounded 1-D Box action space, got {space}")
-
-    def to_model(self, action: torch.Tensor) -> torch.Tensor:
-        if self.discrete:
-            return F.one_hot(action.long(), self.dim).float()
-        return ((action.float() - self.bias) / self.scale).clamp(-1.0, 1.0)
-
-    def to_env(self, action: torch.Tensor) -> torch.Tensor:
-        if self.discrete:
-            return action.argmax(-1)
-        return action * self.scale + self.bias
-
-    def to(self, device: torch.device) -> None:
-        if not self.discrete:
-            self.scale, self.bias = self.scale.to(device), self.bias.to(device)
-
-
 @WORLD_MODEL_REGISTRY.register("dreamerv3")
 class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
     """DreamerV3's world model; see the module docstring.
@@ -139,12 +104,9 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         "grad_clip": 1000.0,  # global gradient-norm clip
         "batch_size": 16,  # sequences per batch
         "sequence_length": 64,  # steps per sequence
-        "replay_ratio": 0.5,  # gradient steps per env step
-        "learning_starts": 1024,  # env steps collected before the first training
-        "pretrain_steps": 100,  # gradient steps at the first training
-        "log_every": 50,  # gradient steps between two returned metric means
-        "train_freq": 1,
-        "eval_freq": 10**9,
+        "replay_ratio": 0.5,
+        "learning_starts": 1024,
+        "log_every": 50,
     }
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:

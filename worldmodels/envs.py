@@ -8,10 +8,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import worldmodels.termination  # noqa: F401  (registers the termination functions)
 from registry import ENV_REGISTRY, RegistryError, closest_match
 from worldmodels.config import ConfigError
 from worldmodels.dmc import is_dmc_id, make_dmc, parse_dmc_id, route_mujoco_warnings
+from worldmodels.termination import env_name as env_base_name  # noqa: F401  (also registers the functions)
 from worldmodels.wrappers import ActionRepeat
 
 VECTOR_MODES = ("sync", "async")
@@ -161,7 +161,3 @@ def make_vector_env(env_cfg: Mapping, num_envs: int, mode: str = "sync") -> gym.
     vector_cls = gym.vector.SyncVectorEnv if mode == "sync" else gym.vector.AsyncVectorEnv
     return vector_cls(factories, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
-
-def env_base_name(env_id: str) -> str:
-    """'Hopper-v5' -> 'Hopper'."""
-    return env_id.split("/")[-1].rsplit("-v", 1)[0]

@@ -204,3 +204,16 @@ def resolve_config(raw: Mapping) -> EasyDict:
 
 __all__ = ["PIPELINE_DEFAULTS", "compose_config", "find_config", "load_config_file",
            "parse_overrides", "parse_value", "resolve_config", "shipped_config_names"]
+
+
+def build_components(cfg: Mapping, env_spec: Any, logger: Any = None) -> tuple[Any, Any]:
+    """The world model (None for a model-free config) and the policy of a resolved config, each
+    seeded with ``cfg.seed``: what the pipeline, ``load_agent`` and the benchmarks all build.
+
+    Shapes: none (``env_spec`` is anything with ``observation_space`` and ``action_space``).
+    """
+    world_model = None
+    if cfg["world_model"] is not None:
+        world_model = WORLD_MODEL_REGISTRY.build(cfg["world_model"], env_spec, logger, seed=cfg["seed"])
+    policy = POLICY_REGISTRY.build(cfg["policy"], env_spec, world_model=world_model, seed=cfg["seed"], logger=logger)
+    return world_model, policy

@@ -462,12 +462,7 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         "lr_warmup_steps": 0,  # gradient steps of linear learning-rate warm-up (0: constant rates)
         "grad_clip": 20.0,  # global gradient-norm clip of each optimiser
         "batch_size": 256,  # partial trajectories per gradient step
-        "replay_ratio": 1.0,  # gradient steps per env step
-        "learning_starts": 1000,  # env steps collected before the first training
-        "pretrain_steps": 1000,  # gradient steps at the first training
-        "log_every": 100,  # gradient steps between two returned metric means
-        "train_freq": 1,
-        "eval_freq": 10**9,
+        "pretrain_steps": 1000,
     }
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:

@@ -36,6 +36,7 @@ from registry import WORLD_MODEL_REGISTRY
 from worldmodels.base import DynaWorldModel, Metrics
 from worldmodels.config import ConfigError
 from worldmodels.nets import activation
+from worldmodels.protocols import TransitionBuffer
 from worldmodels.termination import TerminationFn, never_done, termination_fn
 from worldmodels.utils import adam, check_rank
 
@@ -280,49 +281,47 @@ class EnsembleTrainer:
     Args:
         ensemble: the model to train.
         generator: shuffling, splitting and bootstrap randomness.
+        cfg: the hyper-parameters, keys as in ``MbpoWorldModel.config`` (``learning_rate``,
+            ``weight_decays``, ``batch_size``, ``holdout_ratio``, ``max_holdout``, ``max_epochs``,
+            ``max_epochs_since_update``, ``improvement_threshold``, ``min_epoch_batches``,
+            ``max_train_steps``, ``bootstrap``, ``logvar_bound_coef``, ``termination_coef``,
+            ``normalize_targets``, ``reset_optimizer``); other keys are ignored.
         guard: optional ``UpdateGuard``-like object whose ``step(name, loss, optimizer)``
             runs each update (skipping non-finite ones); plain Adam steps when None.
         autocast: returns the context each training forward pass runs in (the model's
             ``precision``); no autocast by default.
-        All other arguments are hyper-parameters as in ``MbpoWorldModel.config``.
     """
 
-    def __init__(self, ensemble: ProbabilisticEnsemble, generator: torch.Generator, *, learning_rate: float = 1e-3,
-                 weight_decays: Sequence[float] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4), batch_size: int = 256,
-                 holdout_ratio: float = 0.2, max_holdout: int = 5000, max_epochs: int = 50,
-                 max_epochs_since_update: int = 5, improvement_threshold: float = 0.01, min_epoch_batches: int = 10,
-                 max_train_steps: int | None = None, bootstrap: bool = True, logvar_bound_coef: float = 0.01,
-                 termination_coef: float = 1.0, normalize_targets: bool = True, reset_optimizer: bool = True,
+    def __init__(self, ensemble: ProbabilisticEnsemble, generator: torch.Generator, cfg: Mapping, *,
                  guard: Any = None, autocast: Callable[[], AbstractContextManager] = nullcontext) -> None:
+        weight_decays, holdout_ratio = cfg["weight_decays"], cfg["holdout_ratio"]
         if len(weight_decays) != len(ensemble.layers):
             raise ConfigError(f"world_model.weight_decays needs one value per layer ({len(ensemble.layers)}: "
                               f"hidden layers + output), got {len(weight_decays)}")
         if not 0.0 <= holdout_ratio < 1.0:
             raise ConfigError(f"world_model.holdout_ratio must be within [0, 1), got {holdout_ratio}")
-        for name, value in (("batch_size", batch_size), ("max_epochs", max_epochs),
-                            ("max_epochs_since_update", max_epochs_since_update),
-                            ("min_epoch_batches", min_epoch_batches)):
-            if value < 1:
-                raise ConfigError(f"world_model.{name} must be >= 1, got {value}")
+        for name in ("batch_size", "max_epochs", "max_epochs_since_update", "min_epoch_batches"):
+            if cfg[name] < 1:
+                raise ConfigError(f"world_model.{name} must be >= 1, got {cfg[name]}")
         self.ensemble = ensemble
         self.generator = generator
         self.weight_decays = list(weight_decays)
-        self.batch_size = int(batch_size)
+        self.batch_size = int(cfg["batch_size"])
         self.holdout_ratio = float(holdout_ratio)
-        self.max_holdout = int(max_holdout)
-        self.max_epochs = int(max_epochs)
-        self.max_epochs_since_update = int(max_epochs_since_update)
-        self.improvement_threshold = float(improvement_threshold)
-        self.min_epoch_batches = int(min_epoch_batches)
-        self.max_train_steps = None if max_train_steps is None else int(max_train_steps)
-        self.bootstrap = bool(bootstrap)
-        self.logvar_bound_coef = float(logvar_bound_coef)
-        self.termination_coef = float(termination_coef)
-        self.normalize_targets = bool(normalize_targets)
-        self.reset_optimizer = bool(reset_optimizer)
+        self.max_holdout = int(cfg["max_holdout"])
+        self.max_epochs = int(cfg["max_epochs"])
+        self.max_epochs_since_update = int(cfg["max_epochs_since_update"])
+        self.improvement_threshold = float(cfg["improvement_threshold"])
+        self.min_epoch_batches = int(cfg["min_epoch_batches"])
+        self.max_train_steps = None if cfg["max_train_steps"] is None else int(cfg["max_train_steps"])
+        self.bootstrap = bool(cfg["bootstrap"])
+        self.logvar_bound_coef = float(cfg["logvar_bound_coef"])
+        self.termination_coef = float(cfg["termination_coef"])
+        self.normalize_targets = bool(cfg["normalize_targets"])
+        self.reset_optimizer = bool(cfg["reset_optimizer"])
         self.guard = guard
         self.autocast = autocast  # the precision of training steps' forward passes
-        self.optimizer = adam(ensemble.parameters(), lr=learning_rate)
+        self.optimizer = adam(ensemble.parameters(), lr=cfg["learning_rate"])
         self.history: list[torch.Tensor] = []  # per-epoch holdout scores [E] of the latest fit
 
     # -- losses ---------------------------------------------------------
@@ -586,15 +585,7 @@ class MbpoWorldModel(DynaWorldModel):
             ensemble_size=c.ensemble_size, elite_size=c.elite_size, hidden_sizes=c.hidden_sizes,
             act=c.activation, seed=self.seed).to(self.device)
         self.nets["ensemble"] = self.ensemble
-        self.trainer = EnsembleTrainer(
-            self.ensemble, self.generator, learning_rate=c.learning_rate, weight_decays=c.weight_decays,
-            batch_size=c.batch_size, holdout_ratio=c.holdout_ratio, max_holdout=c.max_holdout,
-            max_epochs=c.max_epochs, max_epochs_since_update=c.max_epochs_since_update,
-            improvement_threshold=c.improvement_threshold, min_epoch_batches=c.min_epoch_batches,
-            max_train_steps=c.max_train_steps,
-            bootstrap=c.bootstrap, logvar_bound_coef=c.logvar_bound_coef, termination_coef=c.termination_coef,
-            normalize_targets=c.normalize_targets, reset_optimizer=c.reset_optimizer,
-            guard=self.guard, autocast=self.autocast)
+        self.trainer = EnsembleTrainer(self.ensemble, self.generator, c, guard=self.guard, autocast=self.autocast)
         self.optimizers["ensemble"] = self.trainer.optimizer
 
     @property
@@ -617,24 +608,23 @@ class MbpoWorldModel(DynaWorldModel):
         return found
 
     # -- data -----------------------------------------------------------
-    def dataset(self, env_buffer: Any, index: np.ndarray | None = None) -> Dataset:
+    def dataset(self, env_buffer: TransitionBuffer, index: np.ndarray | None = None) -> Dataset:
         """Model inputs ``[obs, action]`` and targets ``[reward, next_obs - obs]`` from the buffer.
 
         Args:
-            env_buffer: a ``ReplayBuffer`` (its ``data`` arrays are read directly).
+            env_buffer: a ``TransitionBuffer`` (``transitions`` gives its stored rows).
             index: rows to read; every stored row when None.
 
         Shapes:
             -> inputs [N, O + A], targets [N, 1 + O], terminated [N] (with a termination head)
         """
-        size = len(env_buffer)
-        index = np.arange(size) if index is None else index
-        arrays = {key: env_buffer.data[key][index] for key in ("obs", "action", "reward", "next_obs", "terminated")}
+        arrays = env_buffer.transitions(index)
+        count = len(arrays["reward"])
         tensors = {key: torch.as_tensor(np.asarray(value, dtype=np.float32), device=self.device)
                    for key, value in arrays.items()}
-        obs = tensors["obs"].reshape(len(index), self.obs_dim)
+        obs = tensors["obs"].reshape(count, self.obs_dim)
         action = self.action_input(tensors["action"])
-        next_obs = tensors["next_obs"].reshape(len(index), self.obs_dim)
+        next_obs = tensors["next_obs"].reshape(count, self.obs_dim)
         inputs = torch.cat([obs, action], dim=-1)
         targets = torch.cat([tensors["reward"].unsqueeze(-1), next_obs - obs], dim=-1)
         terminated = tensors["terminated"] if self.ensemble.logit_dim else None
@@ -651,9 +641,7 @@ class MbpoWorldModel(DynaWorldModel):
         size = len(env_buffer)
         if size == 0 or not self.trained:
             return {}
-        count = min(self.cfg.eval_samples, size)
-        newest = (env_buffer.pos - count + np.arange(count)) % env_buffer.capacity
-        data = self.dataset(env_buffer, newest)
+        data = self.dataset(env_buffer, env_buffer.newest(self.cfg.eval_samples))
         result = self.trainer.evaluate(data)
         elites = self.ensemble.elites
         mean, _, _ = self.ensemble(data.inputs, elites)

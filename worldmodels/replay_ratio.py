@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from worldmodels.utils import check_fraction
+from worldmodels.utils import check_fraction, owed_updates
 
 
 class ReplayRatioTraining:
@@ -17,6 +17,14 @@ class ReplayRatioTraining:
     ``replay_ratio_state()``, so a resumed run owes the same steps.
     """
 
+    config: ClassVar[dict] = {
+        "replay_ratio": 1.0,  # gradient steps per env step
+        "learning_starts": 1000,  # env steps collected before the first training
+        "pretrain_steps": 100,  # gradient steps at the first training
+        "log_every": 100,  # gradient steps between two returned metric means
+        "train_freq": 1,  # ``train`` is asked every env step and does the owed gradient steps
+        "eval_freq": 10**9,
+    }
     cfg: Any
     sequence_length: int
 
@@ -40,9 +48,8 @@ class ReplayRatioTraining:
         if self.trained_envstep is None:
             count = int(self.cfg.pretrain_steps)
         else:
-            self.update_debt += (envstep - self.trained_envstep) * float(self.cfg.replay_ratio)
-            count = int(self.update_debt)
-            self.update_debt -= count
+            count, self.update_debt = owed_updates(self.update_debt, envstep - self.trained_envstep,
+                                                   float(self.cfg.replay_ratio))
         self.trained_envstep = envstep
         return count
 

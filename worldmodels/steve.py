@@ -11,7 +11,7 @@ members.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -20,11 +20,11 @@ from registry import WORLD_MODEL_REGISTRY
 from worldmodels.base import HybridWorldModel
 from worldmodels.config import ConfigError, check_range
 from worldmodels.mbpo import MbpoWorldModel
+from worldmodels.protocols import ValueFn
 from worldmodels.utils import check_rank
 
 EXPANSIONS = ("steve", "mve")
 # value_fn(states [N, O]) -> (actions [N, A], soft values [S, N] from S target critics)
-ValueFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def combine_horizons(mean: torch.Tensor, variance: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -126,6 +126,11 @@ class SteveWorldModel(MbpoWorldModel, HybridWorldModel):
             empty = torch.zeros(0, count, batch, device=self.device)
             return torch.stack(values), empty, empty.clone()
         return torch.stack(values), torch.stack(rewards), torch.stack(dones)
+
+    @property
+    def expansion_ready(self) -> bool:
+        """Targets are expanded once the ensemble has been fitted (before, they are SAC's own)."""
+        return self.trained
 
     @torch.no_grad()
     def expand_targets(self, batch: Mapping[str, torch.Tensor], value_fn: ValueFn, gamma: float

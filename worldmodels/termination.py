@@ -49,22 +49,12 @@ def never_done(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) 
 
 
 @register_termination("Pendulum")
-def pendulum(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """Never terminates (only the time limit ends an episode).
-
-    Shapes:
-        obs: [B, 3]; action: [B, 1]; next_obs: [B, 3] -> done [B] (bool)
-    """
-    _check(obs, action, next_obs)
-    return never_done(obs, action, next_obs)
-
-
 @register_termination("HalfCheetah")
-def half_cheetah(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """Never terminates.
+def never_terminates(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """Never terminates: only the time limit ends an episode (Pendulum, HalfCheetah).
 
     Shapes:
-        obs: [B, 17]; action: [B, 6]; next_obs: [B, 17] -> done [B] (bool)
+        obs: [B, O]; action: [B, A]; next_obs: [B, O] -> done [B] (bool)
     """
     _check(obs, action, next_obs)
     return never_done(obs, action, next_obs)
@@ -170,6 +160,5 @@ def termination_fn(env_id: str | None) -> TerminationFn | None:
     return ENV_REGISTRY.get(key) if key in ENV_REGISTRY else None
 
 
-__all__ = ["PREFIX", "TerminationFn", "ant", "cart_pole", "env_name", "half_cheetah", "hopper",
-           "inverted_double_pendulum", "inverted_pendulum", "pendulum", "register_termination", "termination_fn",
-           "walker2d"]
+__all__ = ["PREFIX", "TerminationFn", "ant", "cart_pole", "env_name", "hopper", "inverted_double_pendulum",
+           "inverted_pendulum", "never_terminates", "register_termination", "termination_fn", "walker2d"]

@@ -38,6 +38,17 @@ class FillingFile:
         self.handle.close()
 
 
+def fill_on_open(monkeypatch, module, suffix, room):
+    """Files whose names end with ``suffix`` opened by ``module`` take ``room`` bytes, then fail."""
+    real_open = builtins.open
+
+    def filling_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return FillingFile(handle, room) if str(path).endswith(suffix) else handle
+
+    monkeypatch.setattr(module, "open", filling_open, raising=False)
+
+
 def train(tmp_path, *extra):
     return main(["train", "pendulum_sac", "--preset", "debug", "--no-progress", "--out", str(tmp_path), *extra])
 
@@ -97,13 +108,7 @@ def test_a_full_disk_while_writing_progress_keeps_the_previous_file(tmp_path, ca
     run_dir = run_dir_of(tmp_path)
     before = (run_dir / "progress.csv").read_text()
     capsys.readouterr()
-    real_open = builtins.open
-
-    def filling_open(path, mode="r", *args, **kwargs):
-        handle = real_open(path, mode, *args, **kwargs)
-        return FillingFile(handle, 10) if str(path).endswith(".csv.tmp") else handle
-
-    monkeypatch.setattr(workers.logger, "open", filling_open, raising=False)
+    fill_on_open(monkeypatch, workers.logger, ".csv.tmp", 10)
     assert main(["train", "--resume", str(run_dir), "--env-steps", "600", "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "progress.csv': No space left on device" in err
@@ -115,13 +120,7 @@ def test_a_full_disk_inside_torch_save_names_the_reason_not_a_zip_error(tmp_path
     assert train(tmp_path, "--env-steps", "200") == 0
     run_dir = run_dir_of(tmp_path)
     capsys.readouterr()
-    real_open = builtins.open
-
-    def filling_open(path, mode="r", *args, **kwargs):
-        handle = real_open(path, mode, *args, **kwargs)
-        return FillingFile(handle, 5000) if str(path).endswith(".tmp") else handle
-
-    monkeypatch.setattr(workers.checkpoint, "open", filling_open, raising=False)
+    fill_on_open(monkeypatch, workers.checkpoint, ".tmp", 5000)
     assert main(["train", "--resume", str(run_dir), "--env-steps", "300", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1

@@ -185,3 +185,17 @@ def test_disk_buffer_through_the_pipeline_resumes_exactly(tmp_path):
     resumed = SerialPipeline.resume(first["run_dir"], env_steps=600, show_progress=False).run()
     assert progress_without_wall_time(resumed["run_dir"]) == progress_without_wall_time(full["run_dir"])
     assert list((tmp_path / "replay").iterdir()) == []  # every run removed its buffer files
+
+
+def test_the_read_api_world_models_use_gives_stored_rows_and_the_newest_in_order():
+    from worldmodels.protocols import TransitionBuffer
+
+    buffer = ReplayBuffer(5, (1,), (1,))
+    assert isinstance(buffer, TransitionBuffer)
+    for step in range(7):  # wraps: rows hold steps 5, 6, 2, 3, 4
+        buffer.push(np.full((1, 1), step), np.zeros((1, 1)), np.array([step]), np.full((1, 1), step + 1),
+                    np.array([False]), np.array([False]))
+    assert sorted(buffer.transitions()["reward"].tolist()) == [2, 3, 4, 5, 6]
+    assert buffer.transitions(buffer.newest(3))["reward"].tolist() == [4, 5, 6]
+    assert buffer.transitions(buffer.newest(99), keys=("obs",))["obs"][:, 0].tolist() == [2, 3, 4, 5, 6]
+    assert set(buffer.transitions(np.array([0]))) == {"obs", "action", "reward", "next_obs", "terminated"}

@@ -101,6 +101,16 @@ def test_async_vector_env_collects_and_resumes_exactly(tmp_path):
     assert rows(resumed["run_dir"]) == rows(full["run_dir"])
 
 
+class FullBuffer:
+    """A buffer with enough transitions whose batches are empty (the fake policies ignore them)."""
+
+    def __len__(self):
+        return 100
+
+    def sample(self, size, device=None):
+        return {}
+
+
 def test_train_iter_counts_only_updates_that_changed_the_policy():
     class Policy:
         def __init__(self):
@@ -110,16 +120,9 @@ def test_train_iter_counts_only_updates_that_changed_the_policy():
             self.calls += 1
             return {} if self.calls <= 3 else {"loss": 1.0}
 
-    class Buffer:
-        def __len__(self):
-            return 100
-
-        def sample(self, size, device=None):
-            return {}
-
     policy = Policy()
     policy.device = "cpu"
-    learner = Learner({"batch_size": 4, "updates_per_step": 1.0, "log_every": 100}, policy, None, Buffer(), None,
+    learner = Learner({"batch_size": 4, "updates_per_step": 1.0, "log_every": 100}, policy, None, FullBuffer(), None,
                       start_step=0)
     assert learner.train(10, 5) == 2
     assert policy.calls == 5 and learner.train_iter == 2
@@ -176,15 +179,8 @@ def test_learner_flush_averages_metrics_that_first_appear_mid_window():
             self.calls += 1
             return {"loss": 1.0} if self.calls < 3 else {"loss": 3.0, "expansion": 2.0 * self.calls}
 
-    class Buffer:
-        def __len__(self):
-            return 100
-
-        def sample(self, size, device=None):
-            return {}
-
     logger = Logger()
-    learner = Learner({"batch_size": 4, "updates_per_step": 1.0, "log_every": 100}, Policy(), None, Buffer(),
+    learner = Learner({"batch_size": 4, "updates_per_step": 1.0, "log_every": 100}, Policy(), None, FullBuffer(),
                       logger, start_step=0)
     learner.train(10, 4)
     learner.flush(10)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from registry import WORLD_MODEL_REGISTRY
 from workers.buffer import ReplayBuffer
+from worldmodels.base import ActionCodec
 from worldmodels.config import ConfigError
 from worldmodels.dreamer_nets import (
     ConvDecoder,
@@ -17,7 +18,7 @@ from worldmodels.dreamer_nets import (
     symlog,
     unimix_log_probs,
 )
-from worldmodels.dreamerv3 import SIZES, ActionCodec, DreamerV3WorldModel, resolve_sizes
+from worldmodels.dreamerv3 import SIZES, DreamerV3WorldModel, resolve_sizes
 from worldmodels.rssm import RSSM, LayerNormGRUCell
 
 TINY = {"type": "dreamerv3", "deter": 16, "units": 16, "stoch": 4, "classes": 4, "batch_size": 3,

@@ -42,9 +42,9 @@ def regression_data(count: int = 600, seed: int = 0, noise: float = 0.05) -> Dat
 
 
 def trainer_for(ensemble: ProbabilisticEnsemble, seed: int = 0, **kwargs) -> EnsembleTrainer:
-    options = {"weight_decays": [1e-5] * len(ensemble.layers), "batch_size": 64, "learning_rate": 3e-3}
-    options.update(kwargs)
-    return EnsembleTrainer(ensemble, torch.Generator().manual_seed(seed), **options)
+    options = {**MbpoWorldModel.default_config(), "weight_decays": [1e-5] * len(ensemble.layers), "batch_size": 64,
+               "learning_rate": 3e-3, **kwargs}
+    return EnsembleTrainer(ensemble, torch.Generator().manual_seed(seed), options)
 
 
 def pendulum_buffer(steps: int = 600, seed: int = 0) -> ReplayBuffer:
@@ -332,7 +332,7 @@ def test_registered_and_defaults() -> None:
 
 
 def test_termination_source() -> None:
-    assert build_model().termination_fn is termination.pendulum
+    assert build_model().termination_fn is termination.never_terminates
     assert build_model(env_id="Hopper-v5").termination_fn is termination.hopper
     learned = build_model(env_id=None)
     assert learned.termination_fn is None and learned.ensemble.logit_dim == 1
@@ -491,7 +491,7 @@ def test_one_dyna_run_through_the_pipeline(tmp_path) -> None:
     pipeline = SerialPipeline(cfg, out_dir=tmp_path, show_progress=False)
     summary = pipeline.run()
     assert summary["env_steps"] == 300
-    assert pipeline.world_model.trained and pipeline.world_model.termination_fn is termination.pendulum
+    assert pipeline.world_model.trained and pipeline.world_model.termination_fn is termination.never_terminates
     assert len(pipeline.img_buffer) > 0
     assert pipeline.learner.train_iter > 0
     assert np.isfinite(summary["eval_return_mean"])

@@ -4,6 +4,7 @@ import torch
 
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
 from worldmodels.config import ConfigError
+from worldmodels.protocols import ValueExpander
 from worldmodels.steve import combine_horizons, expanded_targets
 
 
@@ -156,7 +157,11 @@ def constant_target_critics(policy, q1, q2):
 def test_mbsac_targets_are_sac_s_until_the_model_trains_then_expanded():
     with pytest.raises(ConfigError, match="needs a world model that expands value targets"):
         POLICY_REGISTRY.build({"type": "mbsac"}, Spec())
+    mbpo = WORLD_MODEL_REGISTRY.build({"type": "mbpo", "ensemble_size": 2, "elite_size": 2}, Spec(), None)
+    with pytest.raises(ConfigError, match="expands value targets \\(e.g. 'steve'\\), got world model 'mbpo'"):
+        POLICY_REGISTRY.build({"type": "mbsac"}, Spec(), world_model=mbpo)  # a Dyna model expands nothing
     model = make_model(ensemble_size=2, elite_size=2, expansion_horizon=1)
+    assert isinstance(model, ValueExpander) and not model.expansion_ready
     # alpha 1e-9: the soft values are the critics' values to within 1e-7
     policy = POLICY_REGISTRY.build({"type": "mbsac", "hidden_sizes": [16], "gamma": 0.5, "init_alpha": 1e-9},
                                    Spec(), world_model=model, seed=0)

@@ -344,3 +344,14 @@ def test_the_readme_dmc_aggregate_is_the_one_rendered_from_the_committed_results
     (aggregate,) = [line for line in summary.splitlines() if line.startswith("| sac | 3 | 9 |")]
     assert aggregate in README.read_text()
     assert (tmp_path / "profile.png").is_file() and summary == (PENDULUM.parent / "dmc_sac" / "summary.md").read_text()
+
+
+def test_the_readme_variants_table_is_the_committed_run_and_its_results_csv(tmp_path):
+    folder = PENDULUM.parent / "pendulum_mbpo_rollout_length"
+    committed = (folder / "summary.md").read_text()
+    rendered = (report(folder / "results.csv", out=tmp_path) / "summary.md").read_text()
+    table = [line for line in committed.splitlines() if line.startswith("| rollout_length=")]
+    assert len(table) == 3 + 3  # three rows and three pairs
+    assert table == [line for line in rendered.splitlines() if line.startswith("| rollout_length=")]
+    readme = README.read_text()
+    assert all(line in readme for line in table)

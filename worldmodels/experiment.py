@@ -12,7 +12,7 @@ from typing import Any
 
 from easydict import EasyDict
 
-from registry import BUFFER_REGISTRY, POLICY_REGISTRY, WORLD_MODEL_REGISTRY, closest_match
+from registry import BUFFER_REGISTRY, POLICY_REGISTRY, SCHEDULE_REGISTRY, WORLD_MODEL_REGISTRY, closest_match
 from registry.registry import absolute_plugin_files, import_all
 from worldmodels.config import ConfigError, IntOrAuto, check_range, deep_update, merge_config
 from worldmodels.envs import VECTOR_MODES, check_env_id
@@ -170,6 +170,14 @@ def resolve_config(raw: Mapping) -> EasyDict:
     cfg.policy = _resolve_component(POLICY_REGISTRY, "policy", open_sections.get("policy", defaults["policy"]))
     wm_cfg = open_sections.get("world_model")
     cfg.world_model = None if wm_cfg is None else _resolve_component(WORLD_MODEL_REGISTRY, "world_model", wm_cfg)
+    if cfg.world_model is not None and isinstance(cfg.world_model.get("rollout_length_scheduler"), Mapping):
+        # a schedule whose type was switched is replaced whole: check its keys now, not when the run starts
+        schedule = cfg.world_model.rollout_length_scheduler
+        try:
+            SCHEDULE_REGISTRY.build(schedule)
+        except ConfigError as err:
+            raise ConfigError(str(err).replace("'rollout_length_scheduler.", "'world_model.rollout_length_scheduler.")
+                              ) from None
     buffer_cfg = deep_update(copy.deepcopy(defaults["buffer"]), open_sections.get("buffer") or {})
     cfg.buffer = _resolve_component(BUFFER_REGISTRY, "buffer", buffer_cfg)
     check_env_id(cfg.env.id)

@@ -45,6 +45,16 @@ def test_set_of_the_same_type_still_merges():
         compose_config("pendulum_mbpo", sets=["world_model.ensemble_sise=3"])
 
 
+def test_a_switched_schedule_type_is_checked_before_the_run_starts():
+    cfg = compose_config("pendulum_mbpo", sets=["world_model.rollout_length_scheduler.type=linear",
+                                                "world_model.rollout_length_scheduler.rollout_length_max=5"])
+    assert cfg.world_model.rollout_length_scheduler == {"type": "linear", "rollout_length_max": 5}
+    with pytest.raises(ConfigError, match="unknown config key 'world_model.rollout_length_scheduler.rollout_length';"
+                                          " did you mean 'rollout_length_min'"):
+        compose_config("pendulum_mbpo", sets=["world_model.rollout_length_scheduler.type=linear",
+                                              "world_model.rollout_length_scheduler.rollout_length=5"])
+
+
 def test_plugin_files_resolve_from_the_config_file_and_are_stored_absolute(tmp_path, monkeypatch, capsys):
     project = tmp_path / "project"
     project.mkdir()

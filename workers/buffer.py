@@ -294,16 +294,17 @@ def make_replay_buffer(cfg: Mapping, *, capacity: int | None = None, obs_shape: 
                        obs_dtype: Any = np.float32, action_dtype: Any = np.float32, seed: int = 0) -> ReplayBuffer:
     """Build a ``ReplayBuffer`` from a config with ``type: replay`` (keys of ``REPLAY_DEFAULTS``)."""
     cfg = merge_replay_config(cfg)
-    if cfg.storage not in STORAGES:
-        raise ConfigError(f"config key 'buffer.storage' must be one of {', '.join(STORAGES)}, got {cfg.storage!r}")
     return ReplayBuffer(capacity if capacity is not None else cfg.capacity, obs_shape, action_shape,
                         obs_dtype=obs_dtype, action_dtype=action_dtype, seed=seed, storage=cfg.storage,
                         directory=cfg.directory)
 
 
 def merge_replay_config(cfg: Mapping | None, prefix: str = "buffer") -> Any:
-    """A replay config merged over ``REPLAY_DEFAULTS`` (unknown keys are errors)."""
-    return merge_config(REPLAY_DEFAULTS, cfg, prefix=prefix)
+    """A replay config merged over ``REPLAY_DEFAULTS`` (unknown keys and storages are errors)."""
+    merged = merge_config(REPLAY_DEFAULTS, cfg, prefix=prefix)
+    if merged.storage not in STORAGES:
+        raise ConfigError(f"config key '{prefix}.storage' must be one of {', '.join(STORAGES)}, got {merged.storage!r}")
+    return merged
 
 
 make_replay_buffer.merge_config = merge_replay_config  # lets configs resolve like other components

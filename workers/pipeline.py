@@ -1,6 +1,7 @@
 """The serial pipeline: one loop for model-free, Dyna, Dream and Hybrid agents."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shutil
@@ -78,8 +79,16 @@ class SerialPipeline:
         if self.world_model is not None:
             self.logger.progress_metric = f"world_model/{self.world_model.progress_metric}"
         self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(out_dir, cfg.exp_name, cfg.seed)
-        self.env_buffer = self._make_env_buffer(env_spec)
-        self.collector = SerialCollector(cfg.collector, cfg.env, self.policy, self.env_buffer, seed=cfg.seed)
+        try:
+            self.env_buffer = self._make_env_buffer(env_spec)
+            self.collector = SerialCollector(cfg.collector, cfg.env, self.policy, self.env_buffer, seed=cfg.seed)
+        except BaseException:
+            if run_dir is None:  # a failed start leaves no run directory behind
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    self.run_dir.parent.rmdir()  # the experiment's folder, when this was its only run
+            self.evaluator.close()
+            raise
         self.learner = Learner(cfg.learner, self.policy, self.world_model, self.env_buffer, self.logger,
                                start_step=cfg.collector.warmup_steps)
         self.next_eval_step = 0

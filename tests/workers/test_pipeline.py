@@ -229,3 +229,15 @@ def test_a_run_saved_with_the_old_dreamer_horizon_resumes(tmp_path, capsys):
     assert saved["world_model"]["rollout_length_scheduler"] == {"type": "constant", "rollout_length": 5}
     assert "horizon" not in saved["policy"]
     assert upgrade_config(saved) == []  # an up-to-date config is left as it is
+
+
+def test_a_start_that_fails_after_the_run_directory_is_made_removes_it(tmp_path, monkeypatch):
+    import workers.pipeline
+
+    def broken_collector(*args, **kwargs):
+        raise RuntimeError("env factory failed")
+
+    monkeypatch.setattr(workers.pipeline, "SerialCollector", broken_collector)
+    with pytest.raises(RuntimeError, match="env factory failed"):
+        SerialPipeline(compose_config("pendulum_sac", preset="debug"), out_dir=tmp_path, show_progress=False)
+    assert not any(tmp_path.rglob("*"))

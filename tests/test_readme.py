@@ -11,32 +11,31 @@ from worldmodels.cli import main
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_readme_plugin_world_model_trains(tmp_path, capsys, monkeypatch):
+def train_readme_plugin(tmp_path, monkeypatch, filename, config):
+    """Write the README's ``filename`` example beside a run of its ``worldmodels train CONFIG --preset
+    debug --set "world_model=..."`` command; returns the run directory."""
     text = README.read_text()
-    code = re.search(r"`my_model.py`:\n\n```python\n(.*?)```", text, re.S).group(1)
-    command = re.search(r"worldmodels train pendulum_sac --preset debug \\\n\s+--set \"(world_model=.*?)\"", text)
-    (tmp_path / "my_model.py").write_text(code)
+    code = re.search(rf"`{re.escape(filename)}`:\n\n```python\n(.*?)```", text, re.S).group(1)
+    command = re.search(rf"worldmodels train {config} --preset debug \\\n\s+--set \"(world_model=.*?)\"", text)
+    (tmp_path / filename).write_text(code)
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "pendulum_sac", "--preset", "debug", "--no-progress", "--out", str(tmp_path / "runs"),
+    assert main(["train", config, "--preset", "debug", "--no-progress", "--out", str(tmp_path / "runs"),
                  "--set", command.group(1)]) == 0
+    (run,) = (tmp_path / "runs").glob(f"{config}/*")
+    return run
+
+
+def test_readme_plugin_world_model_trains(tmp_path, capsys, monkeypatch):
+    run = train_readme_plugin(tmp_path, monkeypatch, "my_model.py", "pendulum_sac")
     assert "final eval return" in capsys.readouterr().out
-    (progress,) = (tmp_path / "runs").glob("pendulum_sac/*/progress.csv")
-    assert "world_model/loss" in progress.read_text().splitlines()[0]
+    assert "world_model/loss" in (run / "progress.csv").read_text().splitlines()[0]
 
 
 def test_readme_dream_plugin_trains_the_dreamer_policy(tmp_path, capsys, monkeypatch):
-    text = README.read_text()
-    code = re.search(r"`my_dream.py`:\n\n```python\n(.*?)```", text, re.S).group(1)
-    command = re.search(r"worldmodels train pendulum_dreamerv3 --preset debug \\\n\s+--set \"(world_model=.*?)\"", text)
-    (tmp_path / "my_dream.py").write_text(code)
-    monkeypatch.chdir(tmp_path)
-    assert main(["train", "pendulum_dreamerv3", "--preset", "debug", "--no-progress", "--out",
-                 str(tmp_path / "runs"), "--set", command.group(1)]) == 0
+    run = train_readme_plugin(tmp_path, monkeypatch, "my_dream.py", "pendulum_dreamerv3")
     assert "final eval return" in capsys.readouterr().out
-    (run,) = (tmp_path / "runs").glob("pendulum_dreamerv3/*")
-    header = (run / "progress.csv").read_text().splitlines()[0]
-    assert "world_model/loss" in header and "rollout_length" in header
     rows = (run / "progress.csv").read_text().splitlines()
+    assert "world_model/loss" in rows[0] and "rollout_length" in rows[0]
     assert int(rows[-1].split(",")[2]) > 0  # the dreamer policy made updates inside the plugin model
 
 

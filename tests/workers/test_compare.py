@@ -167,15 +167,17 @@ def test_two_variants_three_seeds_run_in_stable_folders_and_resume(tmp_path, cap
     assert five(summary) == five(again)  # same figures, read back
 
 
-def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
+def stop_a_run_halfway(monkeypatch, which):
+    """The ``which``-th run started (1-based) gets SIGTERM at env step 150; returns the list of the
+    started runs' directories, filled as they start."""
     import signal
 
     real_run = SerialPipeline.run
     started = []
 
-    def run_then_signal(self):  # the second run of the sweep is stopped halfway
-        started.append(self.run_dir.parent.name)
-        if len(started) == 2:
+    def run_then_signal(self):
+        started.append(self.run_dir)
+        if len(started) == which:
             real_iteration = self.iteration
 
             def iteration():
@@ -186,6 +188,11 @@ def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
         return real_run(self)
 
     monkeypatch.setattr(SerialPipeline, "run", run_then_signal)
+    return started
+
+
+def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
+    stop_a_run_halfway(monkeypatch, 2)  # the second run of the sweep
     out = tmp_path / "cmp"
     grid = ["policy.gamma=0.9,0.95,0.99"]
     results = []
@@ -193,7 +200,7 @@ def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
             progress=results.append)
     assert [r.get("error") for r in results] == [None, "stopped by SIGTERM"]
     assert f"`gamma=0.99` seed 0: {compare_module().NOT_RUN}" in (out / "summary.md").read_text()
-    monkeypatch.setattr(SerialPipeline, "run", real_run)
+    monkeypatch.undo()  # runs are not stopped any more
     results = []
     compare(["pendulum_sac"], 1, grid=grid, preset="debug", env_steps=300, out=out, workers=1,
             progress=results.append)
@@ -307,33 +314,16 @@ def test_thread_count_default_flag_and_user_set(extra, expected, tmp_path, capsy
 
 
 def test_a_signal_that_stops_one_run_stops_the_compare_and_the_next_call_resumes(tmp_path, monkeypatch):
-    import signal
-
     from workers import compare as compare_module
 
-    real_run = SerialPipeline.run
-    started = []
-
-    def run_then_signal(self):  # the first run is stopped by SIGTERM halfway, as by `kill` or Ctrl-C
-        started.append(self.run_dir.name)
-        if len(started) == 1:
-            real_iteration = self.iteration
-
-            def iteration():
-                real_iteration()
-                if self.collector.envstep == 150:
-                    self.stop_signal = signal.SIGTERM
-            self.iteration = iteration
-        return real_run(self)
-
-    monkeypatch.setattr(SerialPipeline, "run", run_then_signal)
+    started = stop_a_run_halfway(monkeypatch, 1)  # by SIGTERM, as by `kill` or Ctrl-C
     out = tmp_path / "cmp"
     results = []
     compare(["pendulum_sac"], 2, preset="debug", env_steps=300, out=out, workers=1, progress=results.append)
-    assert started == ["seed0"]  # seed 1 never started
+    assert [run.name for run in started] == ["seed0"]  # seed 1 never started
     assert results[0]["error"] == "stopped by SIGTERM"
     assert f"`pendulum_sac` seed 1: {compare_module.NOT_RUN}" in (out / "summary.md").read_text()
-    monkeypatch.setattr(SerialPipeline, "run", real_run)
+    monkeypatch.undo()  # runs are not stopped any more
     results = []
     compare(["pendulum_sac"], 2, preset="debug", env_steps=300, out=out, workers=1, progress=results.append)
     assert [r.get("error") for r in results] == [None, None] and all(r["env_steps"] == 300 for r in results)

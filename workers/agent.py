@@ -61,7 +61,7 @@ def load_agent(run_dir: str | Path, device: str = "cpu", trust_plugins: bool = F
         CheckpointError: ``run_dir`` is not a run directory or holds no loadable checkpoint.
         UntrustedPluginError: the run names plugin code and ``trust_plugins`` is False.
     """
-    from workers.pipeline import load_latest_checkpoint
+    from workers.checkpoint import load_latest_checkpoint
 
     run_dir = Path(run_dir)
     run_config = read_run_config(run_dir)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -194,6 +194,10 @@ def validate_checkpoint(state: Mapping, path: Path) -> None:
         value = pipeline[key]
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise bad(f"pipeline '{key}' is a {type(value).__name__}")
+    last_eval = pipeline["last_eval"]  # {} or the latest progress row: its env_step an int, values numbers
+    if last_eval and (not isinstance(last_eval.get("env_step"), int) or isinstance(last_eval["env_step"], bool)
+                      or not all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in last_eval.items())):
+        raise bad("pipeline 'last_eval' is not an evaluation row")
     if state["env_step"] < 0:
         raise bad(f"env_step {state['env_step']} is negative")
     collector_step = state["collector"].get("envstep")
@@ -224,3 +228,96 @@ def misfit_error(path: Path, err: Exception) -> CheckpointError:
     """The one-line error for a checkpoint whose weights or state do not fit its config."""
     first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return CheckpointError(f"checkpoint '{path}' does not fit its config ({type(err).__name__}: {first_line})")
+
+
+def checkpoint_paths(run_dir: Path) -> list[Path]:
+    """Checkpoints newest first: a complete ``.checkpoint.pt.new`` that a kill left between the
+    two renames of a write, ``checkpoint.pt``, then the kept older ones."""
+    older = sorted((run_dir / "checkpoints").glob("checkpoint_*.pt"),
+                   key=lambda p: int(p.stem.split("_")[-1]), reverse=True)
+    pending = run_dir / f".{CHECKPOINT_NAME}.new"  # written and renamed into place only once complete
+    return [*([pending] if pending.exists() else []), run_dir / CHECKPOINT_NAME, *older]
+
+
+def rotate_and_save(state: dict, run_dir: Path, keep: int) -> Path:
+    """Write ``state`` to a temporary file, move the current checkpoint aside, rename the new one in."""
+    latest = run_dir / CHECKPOINT_NAME
+    tmp = save_checkpoint(state, run_dir / f".{CHECKPOINT_NAME}.new")
+    _archive_latest(run_dir, keep)
+    tmp.replace(latest)
+    for stale in checkpoint_paths(run_dir)[max(keep, 1):]:
+        stale.unlink(missing_ok=True)
+    return latest
+
+
+def finish_interrupted_write(run_dir: Path, keep: int) -> None:
+    """Complete a checkpoint write that a kill cut between its two renames: a complete
+    ``.checkpoint.pt.new`` takes ``checkpoint.pt``'s place (which moves to ``checkpoints/``);
+    one that does not load is removed."""
+    pending = run_dir / f".{CHECKPOINT_NAME}.new"
+    if not pending.exists():
+        return
+    try:
+        validate_checkpoint(load_checkpoint(pending), pending)
+    except CheckpointError as err:
+        print(f"warning: {err}; removed", flush=True)
+        pending.unlink()
+        return
+    _archive_latest(run_dir, keep)
+    pending.replace(run_dir / CHECKPOINT_NAME)
+
+
+def _archive_latest(run_dir: Path, keep: int) -> None:
+    """Move ``checkpoint.pt`` to ``checkpoints/checkpoint_<step>.pt`` when older ones are kept."""
+    latest = run_dir / CHECKPOINT_NAME
+    if latest.exists() and keep > 1:
+        history = run_dir / "checkpoints"
+        history.mkdir(exist_ok=True)
+        previous = load_step(latest)
+        if previous is not None:
+            latest.replace(history / f"checkpoint_{previous}.pt")
+
+
+def load_step(path: Path) -> int | None:
+    """The env step a checkpoint was written at, or None when it cannot be read."""
+    try:
+        step = load_checkpoint(path)["env_step"]
+    except (CheckpointError, KeyError, TypeError):
+        return None
+    # a damaged entry (None, a float such as 1e241, a list) names no file
+    valid = isinstance(step, int) and not isinstance(step, bool) and 0 <= step < 10**15
+    return step if valid else None
+
+
+T = TypeVar("T")
+
+
+def first_usable_checkpoint(run_dir: Path, use: Callable[[Path], T]) -> T:
+    """``use(path)`` of the newest checkpoint it accepts: one that raises CheckpointError is
+    reported in a one-line warning and the next older one is tried.
+
+    Raises:
+        CheckpointError: no checkpoint was usable (each one's reason joined in one line).
+    """
+    errors = []
+    for path in checkpoint_paths(run_dir):
+        if not path.exists():
+            continue
+        try:
+            return use(path)
+        except CheckpointError as err:
+            errors.append(str(err))
+            print(f"warning: {err}; trying an older checkpoint", flush=True)
+    detail = "; ".join(errors) if errors else "no checkpoint found"
+    raise CheckpointError(f"cannot resume '{run_dir}': {detail}")
+
+
+def _load_valid(path: Path) -> tuple[dict, Path]:
+    state = load_checkpoint(path)
+    validate_checkpoint(state, path)
+    return state, path
+
+
+def load_latest_checkpoint(run_dir: Path) -> tuple[dict, Path]:
+    """The newest checkpoint of ``run_dir`` that loads and is complete; others are reported and skipped."""
+    return first_usable_checkpoint(run_dir, _load_valid)

@@ -9,7 +9,6 @@ and resumes interrupted ones from their checkpoints.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ from workers.compare_report import (
     task_scales,
     write_report,
 )
+from workers.logger import read_progress
 from workers.variants import Row, plan_rows
 from worldmodels.config import ConfigError
 from worldmodels.experiment import compose_config
@@ -113,8 +113,7 @@ def run_pair(pair: Pair) -> dict[str, Any]:
 
 
 def _checkpoint_step(run_dir: Path) -> int | None:
-    from workers.checkpoint import CheckpointError
-    from workers.pipeline import load_latest_checkpoint
+    from workers.checkpoint import CheckpointError, load_latest_checkpoint
 
     if not run_dir.is_dir():
         return None
@@ -125,9 +124,8 @@ def _checkpoint_step(run_dir: Path) -> int | None:
 
 
 def _progress_rows(run_dir: Path) -> list[dict[str, float]]:
-    with open(run_dir / "progress.csv", newline="") as handle:
-        return [{k: float(row[k]) for k in ("env_step", "wall_time", "eval_return_mean", "eval_return_std")}
-                for row in csv.DictReader(handle)]
+    return [{k: float(row[k]) for k in ("env_step", "wall_time", "eval_return_mean", "eval_return_std")}
+            for row in read_progress(run_dir)]
 
 
 def _run_ray(pairs: Sequence[Pair], workers: int, threads: int, address: str | None) -> list[dict]:

@@ -175,3 +175,20 @@ class RunLogger:
             except RunOutputError as err:
                 return err
         return None
+
+
+def read_progress(run_dir: Path | str) -> list[dict[str, float | int]]:
+    """Every row of a run's ``progress.csv`` (values as numbers, empty cells left out); [] when
+    the run has none yet."""
+    path = Path(run_dir) / "progress.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [{k: _number(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+
+
+def _number(text: str) -> float | int:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)

@@ -2,38 +2,38 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import shutil
 import signal
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
 from registry import BUFFER_REGISTRY, require_trust
 from workers.buffer import space_storage
+from workers.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from workers.checkpoint import (
-    CHECKPOINT_NAME,
     CheckpointError,
     RunOutputError,
     check_identity,
     config_fingerprint,
+    finish_interrupted_write,
+    first_usable_checkpoint,
     load_checkpoint,
     misfit_error,
     read_run_config,
-    save_checkpoint,
+    rotate_and_save,
     upgrade_config,
     validate_checkpoint,
 )
-from workers.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from workers.collector import SerialCollector
 from workers.evaluator import Evaluator
 from workers.learner import Learner
-from workers.logger import RunLogger
+from workers.logger import RunLogger, read_progress
 from worldmodels.config import ConfigError, to_plain
 from worldmodels.envs import EnvError
 from worldmodels.experiment import build_components, resolve_config, resolve_threads
@@ -378,118 +378,13 @@ class SerialPipeline:
         return pipeline
 
 
-def checkpoint_paths(run_dir: Path) -> list[Path]:
-    """Checkpoints newest first: a complete ``.checkpoint.pt.new`` that a kill left between the
-    two renames of a write, ``checkpoint.pt``, then the kept older ones."""
-    older = sorted((run_dir / "checkpoints").glob("checkpoint_*.pt"),
-                   key=lambda p: int(p.stem.split("_")[-1]), reverse=True)
-    pending = run_dir / f".{CHECKPOINT_NAME}.new"  # written and renamed into place only once complete
-    return [*([pending] if pending.exists() else []), run_dir / CHECKPOINT_NAME, *older]
-
-
-def rotate_and_save(state: dict, run_dir: Path, keep: int) -> Path:
-    """Write ``state`` to a temporary file, move the current checkpoint aside, rename the new one in."""
-    latest = run_dir / CHECKPOINT_NAME
-    tmp = save_checkpoint(state, run_dir / f".{CHECKPOINT_NAME}.new")
-    _archive_latest(run_dir, keep)
-    tmp.replace(latest)
-    for stale in checkpoint_paths(run_dir)[max(keep, 1):]:
-        stale.unlink(missing_ok=True)
-    return latest
-
-
-def finish_interrupted_write(run_dir: Path, keep: int) -> None:
-    """Complete a checkpoint write that a kill cut between its two renames: a complete
-    ``.checkpoint.pt.new`` takes ``checkpoint.pt``'s place (which moves to ``checkpoints/``);
-    one that does not load is removed."""
-    pending = run_dir / f".{CHECKPOINT_NAME}.new"
-    if not pending.exists():
-        return
-    try:
-        validate_checkpoint(load_checkpoint(pending), pending)
-    except CheckpointError as err:
-        print(f"warning: {err}; removed", flush=True)
-        pending.unlink()
-        return
-    _archive_latest(run_dir, keep)
-    pending.replace(run_dir / CHECKPOINT_NAME)
-
-
-def _archive_latest(run_dir: Path, keep: int) -> None:
-    """Move ``checkpoint.pt`` to ``checkpoints/checkpoint_<step>.pt`` when older ones are kept."""
-    latest = run_dir / CHECKPOINT_NAME
-    if latest.exists() and keep > 1:
-        history = run_dir / "checkpoints"
-        history.mkdir(exist_ok=True)
-        previous = load_step(latest)
-        if previous is not None:
-            latest.replace(history / f"checkpoint_{previous}.pt")
-
-
-def load_step(path: Path) -> int | None:
-    """The env step a checkpoint was written at, or None when it cannot be read."""
-    try:
-        step = load_checkpoint(path)["env_step"]
-    except (CheckpointError, KeyError, TypeError):
-        return None
-    # a damaged entry (None, a float such as 1e241, a list) names no file
-    valid = isinstance(step, int) and not isinstance(step, bool) and 0 <= step < 10**15
-    return step if valid else None
-
-
-T = TypeVar("T")
-
-
-def first_usable_checkpoint(run_dir: Path, use: Callable[[Path], T]) -> T:
-    """``use(path)`` of the newest checkpoint it accepts: one that raises CheckpointError is
-    reported in a one-line warning and the next older one is tried.
-
-    Raises:
-        CheckpointError: no checkpoint was usable (each one's reason joined in one line).
-    """
-    errors = []
-    for path in checkpoint_paths(run_dir):
-        if not path.exists():
-            continue
-        try:
-            return use(path)
-        except CheckpointError as err:
-            errors.append(str(err))
-            print(f"warning: {err}; trying an older checkpoint", flush=True)
-    detail = "; ".join(errors) if errors else "no checkpoint found"
-    raise CheckpointError(f"cannot resume '{run_dir}': {detail}")
-
-
-def _load_valid(path: Path) -> tuple[dict, Path]:
-    state = load_checkpoint(path)
-    validate_checkpoint(state, path)
-    return state, path
-
-
-def load_latest_checkpoint(run_dir: Path) -> tuple[dict, Path]:
-    """The newest checkpoint of ``run_dir`` that loads and is complete; others are reported and skipped."""
-    return first_usable_checkpoint(run_dir, _load_valid)
-
-
 def read_progress_rows(run_dir: Path, up_to_step: int, drop_last: bool) -> list[dict]:
     """progress.csv rows written up to ``up_to_step`` (values as numbers); with ``drop_last``,
     those before it."""
-    path = run_dir / "progress.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        rows = [{k: _number(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
-    rows = [row for row in rows if row["env_step"] <= up_to_step]
+    rows = [row for row in read_progress(run_dir) if row["env_step"] <= up_to_step]
     if drop_last:
         rows = [row for row in rows if row["env_step"] < up_to_step]
     return rows
-
-
-def _number(text: str) -> float | int:
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
 
 
 def serial_pipeline(cfg: Mapping, out_dir: str | Path = "runs", show_progress: bool = True) -> dict[str, Any]:

@@ -2,8 +2,7 @@
 partial stays behind, and the message is one line."""
 import torch
 
-from workers.checkpoint import load_checkpoint
-from workers.pipeline import checkpoint_paths
+from workers.checkpoint import checkpoint_paths, load_checkpoint
 from worldmodels.cli import main
 
 

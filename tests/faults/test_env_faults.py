@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from workers.pipeline import load_latest_checkpoint
+from workers.checkpoint import load_latest_checkpoint
 from worldmodels.cli import main
 
 

@@ -71,6 +71,7 @@ def test_a_damaged_entry_falls_back_or_stops_in_one_line(good_run, tmp_path, cap
 @given(section=st.sampled_from(["policy", "learner", "collector", "pipeline"]), inner=st.text(max_size=8),
        value=JUNK)
 @example(section="learner", inner="a", value=10**6)  # update_debt: a million updates owed (ran for hours)
+@example(section="pipeline", inner="HH$", value={"": 0})  # last_eval without env_step: a KeyError at the end
 def test_damaged_inner_state_never_gives_a_traceback(good_run, tmp_path, capsys, section, inner, value):
     def edit(state):
         target = state[section]

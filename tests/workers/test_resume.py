@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.checkpoint import load_checkpoint
-from workers.pipeline import SerialPipeline, load_latest_checkpoint
+from workers.checkpoint import load_checkpoint, load_latest_checkpoint
+from workers.pipeline import SerialPipeline
 from worldmodels.experiment import compose_config, load_config_file, shipped_config_names
 
 

@@ -43,7 +43,7 @@ def import_module_or_file(name: str) -> None:
     except RegistryError:
         raise
     except ModuleNotFoundError as err:
-        raise RegistryError(f"import_names: cannot import module '{name}' ({err})") from None
+        raise RegistryError(f"import_names: cannot import module {name!r} ({err})") from None
     except Exception as err:
         raise RegistryError(f"import_names: importing '{name}' failed: {type(err).__name__}: {err}") from err
 

@@ -163,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             where = "no checkpoint was written before the failure, so the run starts again from the beginning"
         else:
             where = f"its checkpoint at env step {result['checkpoint_step']} can be resumed with --resume"
-        print(f"worldmodels: error: {result['failure']} (run directory: {result['run_dir']}; {where})",
+        print(one_line(f"worldmodels: error: {result['failure']} (run directory: {result['run_dir']}; {where})"),
               file=sys.stderr)
         return 1
     if result["stopped_by"] is not None:
@@ -327,16 +327,22 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "confi
             "list": cmd_list}
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: a message can carry a user's value or a plugin's error with line breaks."""
+    lines = text.splitlines()
+    return text if len(lines) <= 1 else " ".join(line.strip() for line in lines if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; a user error prints one line to stderr and returns 2."""
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except UsageError as err:
-        print(f"worldmodels: error: {err}", file=sys.stderr)
+        print(one_line(f"worldmodels: error: {err}"), file=sys.stderr)
         return 2
     except USER_ERRORS as err:
-        print(f"worldmodels: error: {err}", file=sys.stderr)
+        print(one_line(f"worldmodels: error: {err}"), file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. output piped into `head`
         sys.stdout = open(os.devnull, "w")
@@ -347,8 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # one line for the user; the traceback on request
         if os.environ.get("WORLDMODELS_TRACEBACK"):
             raise
-        print(f"worldmodels: error: {type(err).__name__}: {err} "
-              "(set WORLDMODELS_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        print(one_line(f"worldmodels: error: {type(err).__name__}: {err} "
+                       "(set WORLDMODELS_TRACEBACK=1 to see the traceback)"), file=sys.stderr)
         return 1
 
 

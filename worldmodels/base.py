@@ -391,6 +391,10 @@ class DreamWorldModel(WorldModel):
         Shapes:
             start: [B, S] -> states [N+1, B, S], actions [N+1, B, A], rewards [N, B],
             aug_rewards [N+1, B], dones [N, B] (float), where states[0] is ``start``.
+
+        ``aug_rewards`` carries what ``actor_fn`` returns beside each action: an intrinsic
+        reward of the state the action is taken in (e.g. an exploration bonus such as
+        Plan2Explore's disagreement); the ``dreamer`` policy returns zeros.
         """
         check_rank("start", start, 2)
         horizon = self.rollout_length(envstep) if horizon is None else int(horizon)

@@ -1,11 +1,12 @@
 """Run output: TensorBoard events, progress.csv and a progress bar."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tensorboardX.event_file_writer import EventsWriter
@@ -28,38 +29,36 @@ class EventWriter:
     """
 
     def __init__(self, run_dir: Path, flush_secs: float = 30.0) -> None:
-        try:  # the file opens with a first event
+        self.path = str(Path(run_dir) / "events.out.tfevents.*")  # until the file is named
+        with self._writing():  # the file opens with a first event
             self.events = EventsWriter(str(Path(run_dir) / "events"))
-        except OSError as err:
-            raise RunOutputError(Path(run_dir) / "events.out.tfevents.*", err) from None
+        self.path = self.events._file_name
         self.flush_secs = float(flush_secs)
         self.last_flush = time.monotonic()
 
-    def add_scalar(self, name: str, value: float, step: int) -> None:
-        event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=scalar(name, value))
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """OSError (e.g. a full disk) -> RunOutputError naming the event file."""
         try:
-            self.events.write_event(event)
+            yield
         except OSError as err:
             raise RunOutputError(self.path, err) from None
+
+    def add_scalar(self, name: str, value: float, step: int) -> None:
+        event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=scalar(name, value))
+        with self._writing():
+            self.events.write_event(event)
         if time.monotonic() - self.last_flush >= self.flush_secs:
             self.flush()
 
-    @property
-    def path(self) -> str:
-        return self.events._file_name
-
     def flush(self) -> None:
-        try:
+        with self._writing():
             self.events.flush()
-        except OSError as err:
-            raise RunOutputError(self.path, err) from None
         self.last_flush = time.monotonic()
 
     def close(self) -> None:
-        try:
+        with self._writing():
             self.events.close()
-        except OSError as err:
-            raise RunOutputError(self.path, err) from None
 
 
 class RunLogger:

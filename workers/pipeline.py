@@ -299,15 +299,20 @@ class SerialPipeline:
         torch.set_rng_state(state["torch_rng"])
         self.off_schedule_eval = False
 
+    def check_state(self) -> None:
+        """Raise NonFiniteStateError naming the first non-finite parameter or optimiser state of
+        the policy, then of the world model."""
+        for component in (self.policy, self.world_model):
+            if component is not None:
+                component.check_state()
+
     def save(self) -> Path:
         """Write ``checkpoint.pt`` atomically, keeping the previous ones in ``checkpoints/``.
 
         Raises:
             NonFiniteStateError: a parameter or optimiser state is non-finite; nothing is written.
         """
-        self.policy.check_state()
-        if self.world_model is not None:
-            self.world_model.check_state()
+        self.check_state()
         path = rotate_and_save(self.state_dict(), self.run_dir, self.cfg.keep_checkpoints)
         self.last_saved_step = self.collector.envstep
         return path
@@ -351,9 +356,7 @@ class SerialPipeline:
         pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir)
         try:
             pipeline.load_state_dict(state)
-            pipeline.policy.check_state()  # an inf in the optimiser state would silently stall learning
-            if pipeline.world_model is not None:
-                pipeline.world_model.check_state()
+            pipeline.check_state()  # an inf in the optimiser state would silently stall learning
         except ConfigError:
             raise
         except NonFiniteStateError as err:

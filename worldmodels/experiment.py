@@ -210,10 +210,6 @@ def resolve_config(raw: Mapping) -> EasyDict:
     return cfg
 
 
-__all__ = ["PIPELINE_DEFAULTS", "compose_config", "find_config", "load_config_file",
-           "parse_overrides", "parse_value", "resolve_config", "shipped_config_names"]
-
-
 def build_components(cfg: Mapping, env_spec: Any, logger: Any = None) -> tuple[Any, Any]:
     """The world model (None for a model-free config) and the policy of a resolved config, each
     seeded with ``cfg.seed``: what the pipeline, ``load_agent`` and the benchmarks all build.
@@ -225,3 +221,7 @@ def build_components(cfg: Mapping, env_spec: Any, logger: Any = None) -> tuple[A
         world_model = WORLD_MODEL_REGISTRY.build(cfg["world_model"], env_spec, logger, seed=cfg["seed"])
     policy = POLICY_REGISTRY.build(cfg["policy"], env_spec, world_model=world_model, seed=cfg["seed"], logger=logger)
     return world_model, policy
+
+
+__all__ = ["PIPELINE_DEFAULTS", "build_components", "compose_config", "find_config", "load_config_file",
+           "parse_overrides", "parse_value", "resolve_config", "shipped_config_names"]

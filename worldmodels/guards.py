@@ -65,8 +65,7 @@ def check_action(policy: Any, action: np.ndarray, where: str) -> None:
     for component in (policy, getattr(policy, "world_model", None)):
         if hasattr(component, "check_state"):
             component.check_state()
-    guard = getattr(policy, "guard", None)
-    name = guard.component if guard is not None else f"policy {type(policy).__name__}"
+    name = getattr(policy, "name", f"policy {type(policy).__name__}")
     raise NonFiniteStateError(f"{name} chose a non-finite action {where} (its parameters may have grown "
                               "too large: lower its learning rate)")
 

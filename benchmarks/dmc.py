@@ -1,5 +1,6 @@
-"""DeepMind Control Suite benchmark: our DreamerV3 and SAC at 50k and 100k env steps beside
-the published figures, as a markdown table that regenerates from the runs on disk.
+"""DeepMind Control Suite benchmark: our DreamerV3, TD-MPC-style planner and SAC at 50k and 100k
+env steps beside the published figures, as a markdown table that regenerates from the runs on
+disk and the results already committed.
 
     python benchmarks/dmc.py --out ~/dmc_runs --run                 # run (or resume) every run, then report
     python benchmarks/dmc.py --out ~/dmc_runs --run --tasks walker_walk --methods dreamerv3   # a share of them
@@ -10,7 +11,10 @@ over seeds 0..N-1 into ``OUT/<task>_<method>``, one run at a time on one thread,
 invocations with different ``--tasks``/``--methods`` use the two cores of a small machine.
 A 100k-step DreamerV3 run takes hours on a CPU: stop any time (Ctrl-C saves a checkpoint)
 and run the same command again to resume. The report reads every run's ``progress.csv``,
-finished or not, and says how many seeds reached each budget.
+finished or not, and says how many seeds reached each budget. A seed whose run folder is not
+under ``--out`` (it ran on another machine, whose folder is gone) keeps the rows it has in the
+committed ``results.csv``; a seed on disk replaces them. A (task, method) with no config is
+left out of the table.
 
 Writes into ``--docs`` (default ``docs/benchmarks/dmc``): ``table.md``, ``results.csv``
 (every evaluation of every run) and ``<task>.png`` (learning curves with the published
@@ -31,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 TASKS = ("cartpole_swingup", "walker_walk", "cheetah_run")
-METHODS = ("dreamerv3", "sac")
+METHODS = ("dreamerv3", "tdmpc", "sac")
 BUDGETS = (50_000, 100_000)
 
 SOURCES = {
@@ -68,6 +72,23 @@ def read_rows(run_dir: Path) -> list[dict[str, float]]:
         return [{"env_step": float(row["env_step"]), "wall_time": float(row["wall_time"]),
                  "eval_return_mean": float(row["eval_return_mean"])}
                 for row in csv.DictReader(handle) if row.get("eval_return_mean") not in (None, "")]
+
+
+def read_committed(path: Path) -> dict[tuple[str, str, int], list[dict[str, float]]]:
+    """The rows of a committed ``results.csv`` by (task, method, seed); {} when there is none."""
+    if not path.is_file():
+        return {}
+    found: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    with open(path) as handle:
+        for row in csv.DictReader(handle):
+            found.setdefault((row["task"], row["method"], int(row["seed"])), []).append(
+                {"env_step": float(row["env_step"]), "wall_time": float(row["wall_time"]),
+                 "eval_return_mean": float(row["eval_return_mean"])})
+    return {key: sorted(rows, key=lambda r: r["env_step"]) for key, rows in found.items()}
+
+
+def has_config(task: str, method: str) -> bool:
+    return (Path(__file__).resolve().parents[1] / "configs" / f"dmc_{task}_{method}.py").is_file()
 
 
 def at_budget(rows: Sequence[dict], budget: int) -> dict | None:
@@ -122,7 +143,10 @@ def machine_line() -> str:
         pass
     import os
 
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, one torch thread per run; "
+    from worldmodels.precision import cpu_has_native_bf16
+
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16 (fp32 where precision is auto)"
+    return (f"{cpu} ({bf16}), {os.cpu_count()} cores, torch {torch.__version__}, one torch thread per run; "
             f"table written {datetime.date.today().isoformat()}")
 
 
@@ -132,11 +156,15 @@ def report(out: Path, docs: Path, tasks: Sequence[str], methods: Sequence[str], 
              "wall-clock per 100k run | env steps/s | progress (env steps per seed) / source |",
              "|---|---|---|---|---|---|---|"]
     all_rows = []
+    committed = read_committed(docs / "results.csv")
     for task in tasks:
         curves = {}
         for method in methods:
-            runs = {int(d.name[4:]): read_rows(d) for d in run_dirs(out, task, method)}
-            runs = {seed: rows for seed, rows in runs.items() if seed < seeds}
+            runs = {seed: rows for (t, m, seed), rows in committed.items() if (t, m) == (task, method)}
+            runs.update({int(d.name[4:]): read_rows(d) for d in run_dirs(out, task, method)})
+            if not runs and not has_config(task, method):
+                continue
+            runs = {seed: rows for seed, rows in sorted(runs.items()) if seed < seeds}
             curves[method] = runs
             lines.append(our_row(task, method, runs, seeds))
             all_rows += [(task, method, seed, row) for seed, rows in sorted(runs.items()) for row in rows]
@@ -151,7 +179,8 @@ def report(out: Path, docs: Path, tasks: Sequence[str], methods: Sequence[str], 
     notes += ["", f"Machine: {machine_line()}.", "",
               "Env steps are control steps (action repeat 2: one agent step is 2 env steps). Our returns are "
               "the mean of 5 deterministic evaluation episodes at each budget; a seed still running counts "
-              "only at the budgets it has reached."]
+              "only at the budgets it has reached. A seed run on an earlier machine keeps its committed rows "
+              "(its wall-clock is that machine's; the git history of results.csv says which)."]
     text = "\n".join(lines + notes) + "\n"
     (docs / "table.md").write_text(text)
     return text
@@ -191,6 +220,9 @@ def run(out: Path, tasks: Sequence[str], methods: Sequence[str], seeds: int) -> 
 
     for task in tasks:
         for method in methods:
+            if not has_config(task, method):
+                print(f"dmc_{task}_{method}: no such config, skipped", file=sys.stderr)
+                continue
             code = main(["compare", f"dmc_{task}_{method}", "--seeds", str(seeds), "--workers", "1",
                          "--threads", "1", "--out", str(out / f"{task}_{method}")])
             if code != 0:

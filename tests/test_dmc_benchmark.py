@@ -34,3 +34,26 @@ def test_report_takes_medians_at_each_budget_and_counts_seeds_there(tmp_path):
         assert len(list(csv.DictReader(handle))) == 3 + 4 + 3
     assert (docs / "table.md").read_text() == text
     assert all((docs / f"{task}.png").stat().st_size > 0 for task in dmc.TASKS)
+
+
+def test_a_seed_whose_run_folder_is_gone_keeps_its_committed_rows_and_one_on_disk_replaces_them(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    with open(docs / "results.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["task", "method", "seed", "env_step", "wall_time", "eval_return_mean"])
+        writer.writerow(["cartpole_swingup", "tdmpc", 0, 50_000, 3000, 600])
+        writer.writerow(["cartpole_swingup", "tdmpc", 0, 100_000, 6000, 850])
+        writer.writerow(["cartpole_swingup", "tdmpc", 1, 50_000, 3000, 1])  # replaced by the run on disk
+    runs = tmp_path / "runs" / "cartpole_swingup_tdmpc" / "runs" / "dmc_cartpole_swingup_tdmpc"
+    write_progress(runs / "seed1", [(0, 1, 10), (50_000, 2000, 400), (100_000, 4000, 800)])
+    text = dmc.report(tmp_path / "runs", docs, dmc.TASKS, dmc.METHODS, seeds=3)
+    row = next(line for line in text.splitlines() if line.startswith("| cartpole-swingup | ours: tdmpc"))
+    assert "| 500 (400–600) [2 of 3] | 825 (800–850) [2 of 3] |" in row
+    assert "s0: 100,000, s1: 100,000" in row
+    assert "| cheetah-run | ours: tdmpc" not in text  # no dmc_cheetah_run_tdmpc config
+    with open(docs / "results.csv") as handle:
+        kept = [row for row in csv.DictReader(handle) if row["method"] == "tdmpc"]
+    assert [(r["seed"], r["env_step"], r["eval_return_mean"]) for r in kept] == [
+        ("0", "50000", "600.0"), ("0", "100000", "850.0"), ("1", "0", "10.0"), ("1", "50000", "400.0"),
+        ("1", "100000", "800.0")]

@@ -9,7 +9,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["registry", "worldmodels", "policies", "workers", "configs"],
+    packages=["registry", "wm_core", "wm_envs", "worldmodels", "policies", "workers", "wm_app", "configs"],
     package_data={"configs": ["*.py"]},
     install_requires=[
         "torch>=2.2,<2.15",
@@ -29,6 +29,6 @@ setup(
         "ray": ["ray>=2.9"],
     },
     entry_points={
-        "console_scripts": ["worldmodels=worldmodels.cli:main"],
+        "console_scripts": ["worldmodels=wm_app.cli:main"],
     },
 )

@@ -143,7 +143,7 @@ def machine_line() -> str:
         pass
     import os
 
-    from worldmodels.precision import cpu_has_native_bf16
+    from wm_core.precision import cpu_has_native_bf16
 
     bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16 (fp32 where precision is auto)"
     return (f"{cpu} ({bf16}), {os.cpu_count()} cores, torch {torch.__version__}, one torch thread per run; "
@@ -216,7 +216,7 @@ def plot_task(path: Path, task: str, curves: dict[str, dict[int, list[dict]]]) -
 
 
 def run(out: Path, tasks: Sequence[str], methods: Sequence[str], seeds: int) -> None:
-    from worldmodels.cli import main
+    from wm_app.cli import main
 
     for task in tasks:
         for method in methods:

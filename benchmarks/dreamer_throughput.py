@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from wm_envs.make import make_env
 from workers.buffer import ReplayBuffer, random_buffer
-from worldmodels.envs import make_env
-from worldmodels.experiment import build_components, resolve_threads
+from workers.run_config import build_components, resolve_threads
 
 
 def _sync(device: torch.device) -> None:
@@ -171,7 +171,7 @@ def _acting_seconds(env: Any, policy: Any, steps: int, seed: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from worldmodels.experiment import compose_config
+    from wm_app.experiment import compose_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 def run_seed(config: str, seed: int, env_steps: int | None, preset: str | None, sets: list[str],
              out: str) -> dict:
+    from wm_app.experiment import compose_config
     from workers.pipeline import serial_pipeline
-    from worldmodels.experiment import compose_config
 
     cfg = compose_config(config, preset, sets, seed, env_steps)
     result = serial_pipeline(cfg, out_dir=out, show_progress=False)

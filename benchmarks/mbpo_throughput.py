@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
+from wm_envs.make import make_env
 from workers.buffer import ReplayBuffer, random_buffer
-from worldmodels.envs import make_env
-from worldmodels.experiment import build_components
+from workers.run_config import build_components
 
 
 def peak_rss_mb() -> float:
@@ -80,10 +80,10 @@ def _train_figures(model: Any, buffer: ReplayBuffer, train_steps: int) -> dict[s
     data = model.dataset(buffer)
     ensemble.fit_input_normalizer(data.inputs)
     order = trainer.shuffled(trainer.member_indices(len(data)))
-    rows_needed = (train_steps + 5) * trainer.batch_size
+    rows_needed = (train_steps + 5) * trainer.cfg.batch_size
     while order.shape[1] < rows_needed:
         order = torch.cat([order, trainer.shuffled(order)], dim=1)
-    batches = [data.subset(order[:, i * trainer.batch_size:(i + 1) * trainer.batch_size])
+    batches = [data.subset(order[:, i * trainer.cfg.batch_size:(i + 1) * trainer.cfg.batch_size])
                for i in range(train_steps + 5)]
 
     def gradient_step(batch: Any) -> None:
@@ -100,7 +100,7 @@ def _train_figures(model: Any, buffer: ReplayBuffer, train_steps: int) -> dict[s
         gradient_step(batch)
     _sync(model.device)
     seconds = time.perf_counter() - start
-    rows = train_steps * trainer.batch_size
+    rows = train_steps * trainer.cfg.batch_size
     start = time.perf_counter()
     metrics = model.train(buffer, envstep=len(buffer), train_iter=0)
     _sync(model.device)
@@ -136,7 +136,7 @@ def _imagination_figures(model: Any, policy: Any, buffer: ReplayBuffer, fills: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    from worldmodels.experiment import compose_config
+    from wm_app.experiment import compose_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")

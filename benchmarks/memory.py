@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=1000, help="env steps between two samples")
     args = parser.parse_args(argv)
 
+    from wm_app.experiment import compose_config
     from workers.pipeline import SerialPipeline
-    from worldmodels.experiment import compose_config
 
     cfg = compose_config(args.config, None, args.sets, None, args.env_steps)
     samples: list[tuple[int, float]] = []

@@ -60,7 +60,7 @@ T_SCHED = "tests/worldmodels/test_schedules.py"
 T_MBPO = "tests/worldmodels/test_mbpo.py"
 T_V3 = "tests/worldmodels/test_dreamerv3.py"
 T_STEVE = "tests/worldmodels/test_steve.py"
-T_CONFIG = "tests/worldmodels/test_config.py"
+T_CONFIG = "tests/wm_core/test_config.py"
 T_DREAMER = "tests/policies/test_dreamer.py"
 T_SAC = "tests/policies/test_sac.py"
 T_BUFFER = "tests/workers/test_buffer.py"
@@ -68,7 +68,7 @@ T_REGISTRY = "tests/registry/test_registry.py"
 T_CLI_PROPS = "tests/test_cli_properties.py"
 T_PLANNERS = "tests/policies/test_planners.py"
 T_LATENT = "tests/worldmodels/test_latent.py"
-T_DMC = "tests/worldmodels/test_dmc.py"
+T_DMC = "tests/wm_envs/test_dmc.py"
 T_IDENTITY = "tests/security/test_identity.py"
 T_CHECKPOINT_FAULTS = "tests/faults/test_checkpoint_faults.py"
 
@@ -114,8 +114,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "self.ensemble.elites.copy_(self.history[-1].argsort()[: self.ensemble.elite_size])",
              "elites chosen on the last epoch's scores instead of the restored best weights", (T_MBPO,)),
     Mutation("mbpo-improvement-sign", "worldmodels/mbpo.py",
-             "(best - current) > self.improvement_threshold * best.abs()",
-             "(current - best) > self.improvement_threshold * best.abs()",
+             "(best - current) > self.cfg.improvement_threshold * best.abs()",
+             "(current - best) > self.cfg.improvement_threshold * best.abs()",
              "early stopping counts a worse holdout score as an improvement", (T_MBPO,)),
     Mutation("mbpo-nll-precision-sign", "worldmodels/mbpo.py",
              "((mean - target).pow(2) * torch.exp(-logvar) + logvar)",
@@ -153,8 +153,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "decay * 0.5 * layer.weight.pow(2).sum()", "decay * layer.weight.pow(2).sum()",
              "weight decay twice as strong as configured (no 1/2)", (T_MBPO,)),
     Mutation("mbpo-max-holdout-ignored", "worldmodels/mbpo.py",
-             "min(int(size * self.holdout_ratio), self.max_holdout, size - 1)",
-             "min(int(size * self.holdout_ratio), size - 1)",
+             "min(int(size * self.cfg.holdout_ratio), self.cfg.max_holdout, size - 1)",
+             "min(int(size * self.cfg.holdout_ratio), size - 1)",
              "holdout grows with the buffer past max_holdout", (T_MBPO,)),
     # -- worldmodels/rssm.py ----------------------------------------------
     Mutation("rssm-gru-gate-swapped", "worldmodels/rssm.py",
@@ -186,7 +186,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("dreamerv3-rollout-reward-of-departure", "worldmodels/dreamerv3.py",
              "rewards = self.predict_reward(states_seq[1:])", "rewards = self.predict_reward(states_seq[:-1])",
              "imagined rewards read at the state left instead of the state reached", (T_V3,)),
-    Mutation("owed-updates-debt-not-paid", "worldmodels/utils.py",
+    Mutation("owed-updates-debt-not-paid", "wm_core/utils.py",
              "    return count, debt - count\n", "    return count, debt\n",
              "owed gradient steps and policy updates are never paid off", (T_V3, "tests/workers/test_pipeline.py")),
     Mutation("dreamerv3-action-scale", "worldmodels/base.py",
@@ -217,24 +217,24 @@ MUTATIONS: tuple[Mutation, ...] = (
              "return self.ensemble.elites[: self.cfg.expansion_members]",
              "return self.ensemble.elites.flip(0)[: self.cfg.expansion_members]",
              "the worst elites expand targets", (T_STEVE,)),
-    # -- worldmodels/config.py --------------------------------------------
-    Mutation("config-base-wins", "worldmodels/config.py",
+    # -- wm_core/config.py --------------------------------------------
+    Mutation("config-base-wins", "wm_core/config.py",
              "for klass in reversed(cls.__mro__):", "for klass in cls.__mro__:",
              "default_config lets a base class's value win over a subclass's", (T_CONFIG,)),
-    Mutation("config-unknown-key-accepted", "worldmodels/config.py",
+    Mutation("config-unknown-key-accepted", "wm_core/config.py",
              "            if _is_free_form(defaults):", "            if True:",
              "unknown config keys are accepted silently", (T_CONFIG,)),
-    Mutation("config-int-from-whole-float", "worldmodels/config.py",
+    Mutation("config-int-from-whole-float", "wm_core/config.py",
              "        if isinstance(value, float) and value.is_integer():\n            return int(value)\n", "",
              "an int key given 3.0 is an error instead of 3", (T_CONFIG, T_CLI_PROPS)),
-    Mutation("config-float-kept-int", "worldmodels/config.py",
+    Mutation("config-float-kept-int", "wm_core/config.py",
              "        return float(value)\n", "        return value\n",
              "a float key given an int keeps the int", (T_CONFIG, T_CLI_PROPS)),
-    Mutation("config-open-range-closed", "worldmodels/config.py",
+    Mutation("config-open-range-closed", "wm_core/config.py",
              "too_low = low is not None and (node <= low if low_open else node < low)",
              "too_low = low is not None and node < low",
              "an open lower bound (e.g. tau > 0) accepts the bound itself", (T_CONFIG, T_SAC)),
-    Mutation("config-typed-section-merged", "worldmodels/config.py",
+    Mutation("config-typed-section-merged", "wm_core/config.py",
              'and current["type"] != value["type"]', 'and current["type"] == value["type"]',
              "a subclass's section of another type is merged key by key instead of replacing the base's",
              (T_CONFIG,)),
@@ -403,22 +403,22 @@ MUTATIONS: tuple[Mutation, ...] = (
              'next_states = self.encode(batch["next_obs"])', 'next_states = self.encode(batch["obs"])',
              "latent consistency and bootstrap targets encode the observation left, not the one reached",
              (T_LATENT,)),
-    # -- worldmodels/dmc.py -----------------------------------------------
-    Mutation("dmc-truncation-as-termination", "worldmodels/dmc.py",
+    # -- wm_envs/dmc.py -----------------------------------------------
+    Mutation("dmc-truncation-as-termination", "wm_envs/dmc.py",
              "terminated = bool(time_step.last() and time_step.discount == 0.0)",
              "terminated = bool(time_step.last())",
              "the suite's time limit is reported as termination", (T_DMC,)),
-    Mutation("dmc-repeat-reward-not-summed", "worldmodels/dmc.py",
+    Mutation("dmc-repeat-reward-not-summed", "wm_envs/dmc.py",
              "reward += float(time_step.reward or 0.0)", "reward = float(time_step.reward or 0.0)",
              "action repeat returns the last control step's reward instead of the sum", (T_DMC,)),
-    Mutation("dmc-observation-keys-sorted", "worldmodels/dmc.py",
+    Mutation("dmc-observation-keys-sorted", "wm_envs/dmc.py",
              "self.observation_keys = list(self._env.observation_spec().keys())",
              "self.observation_keys = sorted(self._env.observation_spec().keys())",
              "observation parts flattened in sorted key order instead of the task's", (T_DMC,)),
-    Mutation("dmc-repeat-past-episode-end", "worldmodels/dmc.py",
+    Mutation("dmc-repeat-past-episode-end", "wm_envs/dmc.py",
              "            if time_step.last():\n                break\n", "",
              "action repeat keeps stepping after the episode's last step (the suite restarts it)", (T_DMC,)),
-    Mutation("dmc-physics-seed-not-from-np-random", "worldmodels/dmc.py",
+    Mutation("dmc-physics-seed-not-from-np-random", "wm_envs/dmc.py",
              "np.random.RandomState(int(self.np_random.integers(2**31 - 1)))", "np.random.RandomState(seed)",
              "the initial state is seeded from reset's seed, so reset() without one is not reproducible",
              (T_DMC,)),

@@ -85,7 +85,7 @@ def load_average() -> str:
 
 def header_lines(threads: int, start_load: str, end_load: str) -> list[str]:
     """Markdown lines describing the machine and how busy it was."""
-    from worldmodels.precision import cpu_has_native_bf16
+    from wm_core.precision import cpu_has_native_bf16
 
     return [
         f"# worldmodels performance, {datetime.datetime.now().isoformat(timespec='seconds')}",
@@ -187,7 +187,7 @@ class Step:
 
 
 def _compose(config: str, preset: str | None, sets: Iterable[str]) -> Any:
-    from worldmodels.experiment import compose_config
+    from wm_app.experiment import compose_config
 
     return compose_config(config, preset=preset, sets=list(sets))
 
@@ -195,7 +195,7 @@ def _compose(config: str, preset: str | None, sets: Iterable[str]) -> Any:
 def sac_steps(precision: str, preset: str | None = None, batch_size: int = SAC_BATCH) -> list[Step]:
     """A SAC update of ``pendulum_sac`` on one random batch of ``batch_size`` transitions."""
     from registry import POLICY_REGISTRY
-    from worldmodels.envs import make_env
+    from wm_envs.make import make_env
 
     cfg = _compose("pendulum_sac", preset, [f"policy.precision={precision}"])
     env = make_env(cfg["env"])
@@ -218,8 +218,8 @@ def mbpo_steps(precision: str, preset: str | None = None, buffer_steps: int = 20
     under the model's ``autocast()`` so that ``world_model.precision`` decides its dtype.
     """
     from registry import WORLD_MODEL_REGISTRY
+    from wm_envs.make import make_env
     from workers.buffer import random_buffer
-    from worldmodels.envs import make_env
 
     cfg = _compose("pendulum_mbpo", preset, [f"world_model.precision={precision}"])
     env = make_env(cfg["env"])
@@ -230,7 +230,7 @@ def mbpo_steps(precision: str, preset: str | None = None, buffer_steps: int = 20
     data = model.dataset(buffer)
     model.ensemble.fit_input_normalizer(data.inputs)
     model.ensemble.fit_target_normalizer(data.targets)
-    batch = data.subset(trainer.shuffled(trainer.member_indices(len(data)))[:, :trainer.batch_size])
+    batch = data.subset(trainer.shuffled(trainer.member_indices(len(data)))[:, :trainer.cfg.batch_size])
 
     def step() -> None:
         with model.autocast():
@@ -255,8 +255,8 @@ def dreamer_steps(precision: str, preset: str | None = None, sets: Iterable[str]
     """
     from dreamer_throughput import random_buffer
 
-    from worldmodels.envs import make_env
-    from worldmodels.experiment import build_components
+    from wm_envs.make import make_env
+    from workers.run_config import build_components
 
     cfg = _compose("cartpole_dreamerv3", preset,
                    [*sets, f"world_model.precision={precision}", f"policy.precision={precision}"])
@@ -307,8 +307,8 @@ def add_peak_percent(rows: Iterable[dict[str, Any]], peaks: dict[str, float]) ->
 # -- 3. configs through the pipeline ----------------------------------------------
 def config_run(config: str, env_steps: int, threads: int, preset: str | None = None) -> dict[str, Any]:
     """The first ``env_steps`` env steps of ``config`` through ``SerialPipeline`` (a temporary run dir)."""
+    from wm_app.experiment import compose_config
     from workers.pipeline import SerialPipeline
-    from worldmodels.experiment import compose_config
 
     row: dict[str, Any] = {"config": config, "env_steps": 0, "wall_s": math.nan, "env_steps_per_s": math.nan,
                            "policy_updates": 0, "note": ""}
@@ -393,7 +393,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from worldmodels.experiment import shipped_config_names
+    from wm_app.experiment import shipped_config_names
 
     args = parse_args(argv)
     configs = shipped_config_names() if args.configs is None else [c for c in args.configs.split(",") if c]

@@ -22,8 +22,9 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::ma
 
 
 def build(config: str, sets: Sequence[str], preset: str | None = None) -> tuple:
-    from worldmodels.envs import make_env
-    from worldmodels.experiment import build_components, compose_config
+    from wm_app.experiment import compose_config
+    from wm_envs.make import make_env
+    from workers.run_config import build_components
 
     cfg = compose_config(config, preset, list(sets), 0, None)
     env = make_env(cfg.env)

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from worldmodels.experiment import compose_config
+    from wm_app.experiment import compose_config
 
     cfg = compose_config(args.config, args.preset, args.sets, args.seed, args.env_steps)
     print(f"{args.config}: {args.env_steps} env steps, torch {torch.__version__}, "

@@ -1,7 +1,8 @@
 """PETS on CartPole-v1: the ``mbpo`` ensemble (actions one-hot) with a categorical CEM planner
 (per-step action probabilities) and TS-infinity trajectory sampling; no policy is learnt.
 Every step pays 1 while the pole is up, so the planner's whole job is to keep predicted
-rollouts away from the registered termination rule (``termination:CartPole``), which ends a candidate's return.
+rollouts away from the registered termination rule (the ``CartPole`` function in
+TERMINATION_REGISTRY), which ends a candidate's return.
 
 CPU-sized as ``pendulum_pets`` (members of 3 x 128, one particle per elite, 100
 candidates, horizon 12, 3 iterations). Episodes last up to 500 steps, each one planned, so

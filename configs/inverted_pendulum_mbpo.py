@@ -3,7 +3,7 @@
 Against the published setting (``hopper_mbpo``): one-step rollouts throughout
 (the pole falls within a few steps, so long imagined branches add little), 10
 SAC updates per env step, and a smaller imagination buffer. Termination
-comes from the registered ``termination:InvertedPendulum`` function.
+comes from the registered ``InvertedPendulum`` function in TERMINATION_REGISTRY.
 """
 
 config = dict(

@@ -1,7 +1,7 @@
 """PETS on InvertedPendulum-v5: the ``mbpo`` ensemble with a CEM planner and TS-infinity
 trajectory sampling; no policy is learnt. Every step pays 1 while the pole is up, so
 the planner's whole job is to keep predicted rollouts away from the registered
-termination rule (``termination:InvertedPendulum``), which ends a candidate's return.
+termination rule (``InvertedPendulum`` function in TERMINATION_REGISTRY), which ends a candidate's return.
 
 CPU-sized as ``pendulum_pets`` (members of 3 x 128, one particle per elite, 150
 candidates, horizon 15, 3 iterations). Episodes last up to 1,000 steps, each one planned, so

@@ -1,7 +1,7 @@
 """STEVE on InvertedPendulum-v5: MBPO's ensemble fills the imagination buffer and expands SAC's critic targets.
 
 Termination inside the expansion comes from the registered
-``termination:InvertedPendulum`` function, so a branch's value stops where the
+``InvertedPendulum`` function in TERMINATION_REGISTRY, so a branch's value stops where the
 pole would fall.
 """
 

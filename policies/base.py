@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from worldmodels.component import Component
+from wm_core.component import Component
 
 
 class Policy(Component, abc.ABC):

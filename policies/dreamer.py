@@ -28,10 +28,10 @@ from torch import nn
 
 from policies.base import Policy
 from registry import POLICY_REGISTRY
+from wm_core.config import ConfigError
+from wm_core.utils import adam, check_rank, seeded_init
 from worldmodels.base import ContractError, DreamWorldModel, ImaginationStarts
-from worldmodels.config import ConfigError
 from worldmodels.dreamer_nets import TwoHot, norm_mlp, sample_one_hot, unimix_log_probs
-from worldmodels.utils import adam, check_rank, seeded_init
 
 ACTOR_GRADS = ("auto", "reinforce", "backprop")
 HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)

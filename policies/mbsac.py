@@ -8,8 +8,8 @@ import torch
 
 from policies.sac import SACPolicy
 from registry import POLICY_REGISTRY
-from worldmodels.config import ConfigError
-from worldmodels.protocols import ValueExpander
+from wm_core.config import ConfigError
+from wm_core.protocols import ValueExpander
 
 
 @POLICY_REGISTRY.register("mbsac")

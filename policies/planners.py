@@ -43,8 +43,8 @@ import torch.nn.functional as F
 
 from policies.base import Policy
 from registry import POLICY_REGISTRY
-from worldmodels.config import ConfigError, check_range
-from worldmodels.utils import check_rank, generator_for
+from wm_core.config import ConfigError, check_range
+from wm_core.utils import check_rank, generator_for
 
 PROPAGATIONS = ("ts_inf", "ts_1", "mean")
 ACT_SEED_OFFSET = 1_000_003  # the evaluation generator's seed is the policy's seed plus this

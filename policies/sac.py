@@ -13,9 +13,9 @@ from torch import nn
 
 from policies.base import Policy
 from registry import POLICY_REGISTRY
-from worldmodels.config import ConfigError, check_range, check_sizes
+from wm_core.config import ConfigError, check_range, check_sizes
+from wm_core.utils import adam, check_rank, seeded_init
 from worldmodels.nets import ACTIVATIONS, mlp
-from worldmodels.utils import adam, check_rank, seeded_init
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 

@@ -25,9 +25,9 @@ def test_mutation_list_matches_the_code():
     mutation.check_all()
     assert len(mutation.MUTATIONS) >= 30
     core = {"worldmodels/base.py", "worldmodels/schedules.py", "worldmodels/mbpo.py", "worldmodels/rssm.py",
-            "worldmodels/dreamerv3.py", "worldmodels/steve.py", "worldmodels/config.py", "policies/dreamer.py",
+            "worldmodels/dreamerv3.py", "worldmodels/steve.py", "wm_core/config.py", "policies/dreamer.py",
             "policies/sac.py", "workers/buffer.py", "registry/registry.py", "policies/planners.py",
-            "worldmodels/latent.py", "worldmodels/dmc.py", "workers/checkpoint.py"}
+            "worldmodels/latent.py", "wm_envs/dmc.py", "workers/checkpoint.py"}
     assert core <= {m.path for m in mutation.MUTATIONS}
     moved = mutation.Mutation("moved", "worldmodels/steve.py", "no such line", "x", "a snippet that moved",
                               ("tests/worldmodels/test_steve.py",))

@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-from worldmodels.cli import main
-from worldmodels.experiment import shipped_config_names
+from wm_app.cli import main
+from wm_app.experiment import shipped_config_names
 
 BAD_INPUTS = [
     (["train", "no_such_config"], "unknown config 'no_such_config'"),

@@ -8,9 +8,9 @@ import string
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from worldmodels.cli import main
-from worldmodels.config import to_plain
-from worldmodels.experiment import compose_config
+from wm_app.cli import main
+from wm_app.experiment import compose_config
+from wm_core.config import to_plain
 
 
 def leaf_keys(node, prefix=""):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worldmodels.cli import main
+from wm_app.cli import main
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

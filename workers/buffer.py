@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from registry import BUFFER_REGISTRY
-from worldmodels.config import ConfigError, merge_config
+from wm_core.config import ConfigError, merge_config
 
 STORAGES = ("memory", "disk")
 

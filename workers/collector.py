@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodels.envs import EnvError, action_repeat, check_finite, make_vector_env
-from worldmodels.guards import check_action
-from worldmodels.utils import as_tensor
+from wm_core.guards import check_action
+from wm_core.utils import as_tensor
+from wm_envs.make import EnvError, action_repeat, check_finite, make_vector_env
 
 
 class SerialCollector:

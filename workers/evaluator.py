@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from worldmodels.envs import EnvError, check_finite, make_env
-from worldmodels.guards import check_action
-from worldmodels.utils import as_tensor
+from wm_core.guards import check_action
+from wm_core.utils import as_tensor
+from wm_envs.make import EnvError, check_finite, make_env
 
 
 class Evaluator:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from worldmodels.utils import check_fraction, owed_updates
+from wm_core.utils import check_fraction, owed_updates
 
 
 class Learner:

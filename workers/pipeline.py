@@ -14,6 +14,9 @@ from typing import Any
 import torch
 
 from registry import BUFFER_REGISTRY, require_trust
+from wm_core.config import ConfigError, to_plain
+from wm_core.guards import NonFiniteError, NonFiniteStateError
+from wm_envs.make import EnvError
 from workers.buffer import space_storage
 from workers.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from workers.checkpoint import (
@@ -34,10 +37,7 @@ from workers.collector import SerialCollector
 from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.logger import RunLogger, read_progress
-from worldmodels.config import ConfigError, to_plain
-from worldmodels.envs import EnvError
-from worldmodels.experiment import build_components, resolve_config, resolve_threads
-from worldmodels.guards import NonFiniteError, NonFiniteStateError
+from workers.run_config import build_components, resolve_config, resolve_threads
 
 
 def make_run_dir(out_dir: str | Path, exp_name: str, seed: int) -> Path:

@@ -1,5 +1,5 @@
 import sys
 
-from worldmodels.cli import main
+from wm_app.cli import main
 
 sys.exit(main())

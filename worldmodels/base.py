@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from registry import BUFFER_REGISTRY, SCHEDULE_REGISTRY
-from worldmodels.component import Component
-from worldmodels.config import ConfigError
-from worldmodels.utils import check_rank, frozen
+from wm_core.component import Component
+from wm_core.config import ConfigError
+from wm_core.utils import check_rank, frozen
 
 Metrics = dict[str, float]
 
@@ -333,6 +333,20 @@ class DreamWorldModel(WorldModel):
         if out.get("world_model"):
             self.trained_once = True
         return out
+
+    def state_dict(self) -> dict:
+        """The base state plus the latest imagination starts and whether the model has trained."""
+        return {**super().state_dict(), "starts": self.starts, "start_continues": self.start_continues,
+                "trained_once": self.trained_once}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
+        self.starts, self.start_continues = state.get("starts"), state.get("start_continues")
+        if self.starts is not None:
+            self.starts = self.starts.to(self.device)
+            self.start_continues = self.start_continues.to(self.device)
+        # older checkpoints lack the flag: a model that saved starts had trained
+        self.trained_once = bool(state.get("trained_once", self.starts is not None))
 
     # -- acting (a Dream policy acts through the model's recurrent state) ---------
     feature_dim: int | None = None  # F: the size of a model state as a Dream policy sees it

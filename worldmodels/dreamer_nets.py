@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldmodels.precision import FloatLinear
+from wm_core.precision import FloatLinear
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:

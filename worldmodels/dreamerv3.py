@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from easydict import EasyDict
 
 from registry import WORLD_MODEL_REGISTRY
+from wm_core.config import ConfigError
+from wm_core.utils import adam, check_rank, frozen, seeded_init
 from worldmodels.base import ActionCodec, ActorFn, DreamWorldModel, Metrics
-from worldmodels.config import ConfigError
 from worldmodels.dreamer_nets import (
     ConvDecoder,
     ConvEncoder,
@@ -38,7 +39,6 @@ from worldmodels.dreamer_nets import (
 )
 from worldmodels.replay_ratio import ReplayRatioTraining
 from worldmodels.rssm import RSSM, Observed
-from worldmodels.utils import adam, check_rank, frozen, seeded_init
 
 # Named model sizes. XS..XL are DreamerV3's (XS as in sheeprl); XXS keeps a 2-core CPU practical.
 SIZES: dict[str, dict[str, int]] = {
@@ -355,19 +355,3 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         if self.image:
             return ((decoded + 0.5) * 255.0).clamp(0, 255).round().to(torch.uint8)
         return symexp(decoded)
-
-    # -- state ----------------------------------------------------------
-    def state_dict(self) -> dict:
-        """The base state plus the training schedule, the pending metric sums and the latest
-        imagination starts (so that a resumed run continues exactly)."""
-        state = super().state_dict()
-        state.update(self.replay_ratio_state(), starts=self.starts, start_continues=self.start_continues)
-        return state
-
-    def load_state_dict(self, state: Mapping) -> None:
-        super().load_state_dict(state)
-        self.load_replay_ratio_state(state)
-        self.starts, self.start_continues = state.get("starts"), state.get("start_continues")
-        if self.starts is not None:
-            self.starts = self.starts.to(self.device)
-            self.start_continues = self.start_continues.to(self.device)

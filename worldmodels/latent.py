@@ -43,13 +43,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from registry import WORLD_MODEL_REGISTRY
+from wm_core.config import ConfigError, check_range, check_sizes
+from wm_core.precision import FloatLinear
+from wm_core.utils import adam, check_rank, frozen, seeded_init
+from wm_envs.termination import never_done, termination_fn
 from worldmodels.base import DreamWorldModel, Metrics
-from worldmodels.config import ConfigError, check_range, check_sizes
 from worldmodels.dreamer_nets import TwoHot
-from worldmodels.precision import FloatLinear
 from worldmodels.replay_ratio import ReplayRatioTraining
-from worldmodels.termination import never_done, termination_fn
-from worldmodels.utils import adam, check_rank, frozen, seeded_init
 
 CONTEXTS = ("none", "goal")
 TERMINATIONS = ("auto", "learned", "none")
@@ -939,15 +939,3 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         entropy_per_dim = float(entropy.mean().detach()) / self.action_dim
         return loss, {"actor_loss": float(loss.detach()), "actor_entropy": entropy_per_dim,
                       "q_scale": float(self.scale.value), "q_mean": float(q.mean().detach())}
-
-    # -- state ----------------------------------------------------------
-    def state_dict(self) -> dict:
-        """The base state plus the training schedule and the pending metric sums (so that a
-        resumed run continues exactly)."""
-        state = super().state_dict()
-        state.update(self.replay_ratio_state())
-        return state
-
-    def load_state_dict(self, state: Mapping) -> None:
-        super().load_state_dict(state)
-        self.load_replay_ratio_state(state)

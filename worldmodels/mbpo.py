@@ -30,15 +30,16 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from easydict import EasyDict
 from torch import nn
 
 from registry import WORLD_MODEL_REGISTRY
+from wm_core.config import ConfigError
+from wm_core.protocols import TransitionBuffer
+from wm_core.utils import adam, check_rank
+from wm_envs.termination import TerminationFn, never_done, termination_fn
 from worldmodels.base import DynaWorldModel, Metrics
-from worldmodels.config import ConfigError
 from worldmodels.nets import activation
-from worldmodels.protocols import TransitionBuffer
-from worldmodels.termination import TerminationFn, never_done, termination_fn
-from worldmodels.utils import adam, check_rank
 
 TERMINATION_MODES = ("auto", "registry", "learned", "none")
 
@@ -305,20 +306,16 @@ class EnsembleTrainer:
                 raise ConfigError(f"world_model.{name} must be >= 1, got {cfg[name]}")
         self.ensemble = ensemble
         self.generator = generator
-        self.weight_decays = list(weight_decays)
-        self.batch_size = int(cfg["batch_size"])
-        self.holdout_ratio = float(holdout_ratio)
-        self.max_holdout = int(cfg["max_holdout"])
-        self.max_epochs = int(cfg["max_epochs"])
-        self.max_epochs_since_update = int(cfg["max_epochs_since_update"])
-        self.improvement_threshold = float(cfg["improvement_threshold"])
-        self.min_epoch_batches = int(cfg["min_epoch_batches"])
-        self.max_train_steps = None if cfg["max_train_steps"] is None else int(cfg["max_train_steps"])
-        self.bootstrap = bool(cfg["bootstrap"])
-        self.logvar_bound_coef = float(cfg["logvar_bound_coef"])
-        self.termination_coef = float(cfg["termination_coef"])
-        self.normalize_targets = bool(cfg["normalize_targets"])
-        self.reset_optimizer = bool(cfg["reset_optimizer"])
+        # the hyper-parameters, read where used (typed: a config may hold 1e3 for an int)
+        self.cfg = EasyDict(
+            weight_decays=[float(d) for d in weight_decays], batch_size=int(cfg["batch_size"]),
+            holdout_ratio=float(holdout_ratio), max_holdout=int(cfg["max_holdout"]),
+            max_epochs=int(cfg["max_epochs"]), max_epochs_since_update=int(cfg["max_epochs_since_update"]),
+            improvement_threshold=float(cfg["improvement_threshold"]), min_epoch_batches=int(cfg["min_epoch_batches"]),
+            max_train_steps=None if cfg["max_train_steps"] is None else int(cfg["max_train_steps"]),
+            bootstrap=bool(cfg["bootstrap"]), logvar_bound_coef=float(cfg["logvar_bound_coef"]),
+            termination_coef=float(cfg["termination_coef"]), normalize_targets=bool(cfg["normalize_targets"]),
+            reset_optimizer=bool(cfg["reset_optimizer"]))
         self.guard = guard
         self.autocast = autocast  # the precision of training steps' forward passes
         self.optimizer = adam(ensemble.parameters(), lr=cfg["learning_rate"])
@@ -338,11 +335,11 @@ class EnsembleTrainer:
         mean, logvar, logits = self.ensemble.forward_normalized(batch.inputs)
         targets = self.ensemble.normalize_targets(batch.targets)
         nll = gaussian_nll(mean, logvar, targets)
-        loss = nll.sum() + self.logvar_bound_coef * self.ensemble.logvar_bound_loss()
-        loss = loss + self.ensemble.weight_decay_loss(self.weight_decays)
+        loss = nll.sum() + self.cfg.logvar_bound_coef * self.ensemble.logvar_bound_loss()
+        loss = loss + self.ensemble.weight_decay_loss(self.cfg.weight_decays)
         if batch.terminated is not None and self.ensemble.logit_dim:
             bce = F.binary_cross_entropy_with_logits(logits[..., 0], batch.terminated, reduction="none")
-            loss = loss + self.termination_coef * bce.mean(dim=1).sum()
+            loss = loss + self.cfg.termination_coef * bce.mean(dim=1).sum()
         return loss, nll.detach(), squared_error(mean, targets).detach()
 
     @torch.no_grad()
@@ -377,7 +374,7 @@ class EnsembleTrainer:
             for key, value in values.items():
                 sums[key] = sums.get(key, 0) + value
         result = {key: value / len(data) for key, value in sums.items()}
-        result["score"] = result["normalized_mse"] + self.termination_coef * result.get("termination_bce", 0.0)
+        result["score"] = result["normalized_mse"] + self.cfg.termination_coef * result.get("termination_bce", 0.0)
         return result
 
     # -- fitting --------------------------------------------------------
@@ -385,7 +382,7 @@ class EnsembleTrainer:
         """Random train and holdout indices; holdout is ``holdout_ratio`` of ``size``, at most ``max_holdout``."""
         device = self.ensemble.input_mean.device
         perm = torch.randperm(size, generator=self.generator, device=device)
-        n_holdout = min(int(size * self.holdout_ratio), self.max_holdout, size - 1)
+        n_holdout = min(int(size * self.cfg.holdout_ratio), self.cfg.max_holdout, size - 1)
         return perm[n_holdout:], perm[:n_holdout]
 
     def member_indices(self, train_size: int) -> torch.Tensor:
@@ -396,7 +393,7 @@ class EnsembleTrainer:
         """
         device = self.ensemble.input_mean.device
         size = (self.ensemble.ensemble_size, train_size)
-        if self.bootstrap:
+        if self.cfg.bootstrap:
             return torch.randint(0, train_size, size, generator=self.generator, device=device)
         return torch.arange(train_size, device=device).expand(size)
 
@@ -411,7 +408,7 @@ class EnsembleTrainer:
         Shapes:
             member_index [E, N] -> [E, max(N, min_epoch_batches * batch_size)]
         """
-        needed = self.min_epoch_batches * self.batch_size
+        needed = self.cfg.min_epoch_batches * self.cfg.batch_size
         passes = [self.shuffled(member_index)]
         while sum(p.shape[1] for p in passes) < needed:
             passes.append(self.shuffled(member_index))
@@ -432,10 +429,10 @@ class EnsembleTrainer:
         if len(holdout) == 0:
             holdout = train  # no split asked for: stop and choose elites on the training data
         self.ensemble.fit_input_normalizer(train.inputs)
-        if self.normalize_targets:
+        if self.cfg.normalize_targets:
             self.ensemble.fit_target_normalizer(train.targets)
         member_index = self.member_indices(len(train))
-        if self.reset_optimizer:
+        if self.cfg.reset_optimizer:
             self.optimizer.state.clear()
 
         # As MBPO: the first epoch always counts, so new data is always learnt from.
@@ -444,19 +441,19 @@ class EnsembleTrainer:
         epochs = steps = epochs_since_update = 0
         train_nll = train_mse = torch.zeros(self.ensemble.ensemble_size)
         self.history = []
-        while epochs < self.max_epochs and not self._out_of_steps(steps):
+        while epochs < self.cfg.max_epochs and not self._out_of_steps(steps):
             train_nll, train_mse, steps = self._epoch(train, self.epoch_order(member_index), steps)
             epochs += 1
             current = self.evaluate(holdout)["score"]
             self.history.append(current)
-            improved = torch.isinf(best) | ((best - current) > self.improvement_threshold * best.abs())
+            improved = torch.isinf(best) | ((best - current) > self.cfg.improvement_threshold * best.abs())
             if bool(improved.any()):
                 best = torch.where(improved, current, best)
                 self._save_members(snapshot, improved)
                 epochs_since_update = 0
             else:
                 epochs_since_update += 1
-            if epochs_since_update >= self.max_epochs_since_update:
+            if epochs_since_update >= self.cfg.max_epochs_since_update:
                 break
         self._restore_members(snapshot)
         self.ensemble.trained.fill_(True)
@@ -466,16 +463,16 @@ class EnsembleTrainer:
                              time.perf_counter() - start_time)
 
     def _out_of_steps(self, steps: int) -> bool:
-        return self.max_train_steps is not None and steps >= self.max_train_steps
+        return self.cfg.max_train_steps is not None and steps >= self.cfg.max_train_steps
 
     def _epoch(self, train: Dataset, order: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One pass over every member's rows in ``order``; returns mean NLL and MSE per member."""
         nll_sum = mse_sum = 0
         batches = 0
-        for start in range(0, order.shape[1], self.batch_size):
+        for start in range(0, order.shape[1], self.cfg.batch_size):
             if self._out_of_steps(steps):
                 break
-            batch = train.subset(order[:, start:start + self.batch_size])
+            batch = train.subset(order[:, start:start + self.cfg.batch_size])
             with self.autocast():
                 loss, nll, mse = self.loss(batch)
             if self.guard is not None:  # skips (and counts) a step whose loss or gradient is not finite
@@ -603,8 +600,8 @@ class MbpoWorldModel(DynaWorldModel):
         found = termination_fn(env_id)
         if found is None and mode == "registry":
             raise ConfigError(f"world_model.termination is 'registry' but no termination function is "
-                              f"registered for env_id {env_id!r}; register 'termination:<EnvName>' in "
-                              "ENV_REGISTRY or use termination='learned'")
+                              f"registered for env_id {env_id!r}; register '<EnvName>' in "
+                              "TERMINATION_REGISTRY or use termination='learned'")
         return found
 
     # -- data -----------------------------------------------------------

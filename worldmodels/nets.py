@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from worldmodels.precision import FloatLinear
+from wm_core.precision import FloatLinear
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh, "gelu": nn.GELU}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from worldmodels.utils import check_fraction, owed_updates
+from wm_core.utils import check_fraction, owed_updates
 
 
 class ReplayRatioTraining:
@@ -13,8 +13,9 @@ class ReplayRatioTraining:
     first training (config keys of the model), with owed fractions carried over.
 
     The model defines ``sequence_length`` (steps per sampled sequence) and calls
-    ``init_replay_ratio()`` in its constructor; its state dict carries
-    ``replay_ratio_state()``, so a resumed run owes the same steps.
+    ``init_replay_ratio()`` in its constructor; the mixin adds the schedule and the pending
+    metric sums to the model's ``state_dict`` (it comes first in the bases), so a resumed run
+    owes the same steps.
     """
 
     config: ClassVar[dict] = {
@@ -88,13 +89,14 @@ class ReplayRatioTraining:
         self._metric_sums, self._metric_count = {}, 0
         return means
 
-    def replay_ratio_state(self) -> dict:
-        """The schedule and the pending metric sums (plain values)."""
-        return {"trained_envstep": -1 if self.trained_envstep is None else self.trained_envstep,
+    def state_dict(self) -> dict:
+        """The model's state plus the schedule and the pending metric sums (plain values)."""
+        return {**super().state_dict(), "trained_envstep": -1 if self.trained_envstep is None else self.trained_envstep,
                 "update_debt": self.update_debt, "gradient_steps": self.gradient_steps,
                 "metric_sums": dict(self._metric_sums), "metric_count": self._metric_count}
 
-    def load_replay_ratio_state(self, state: Mapping) -> None:
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
         trained = int(state["trained_envstep"])
         self.trained_envstep = None if trained < 0 else trained
         self.update_debt = check_fraction("world model update_debt", state["update_debt"])

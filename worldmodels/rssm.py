@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wm_core.utils import check_rank
 from worldmodels.dreamer_nets import sample_one_hot, unimix_probs
-from worldmodels.utils import check_rank
 
 
 class LayerNormGRUCell(nn.Module):

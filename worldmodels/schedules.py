@@ -4,7 +4,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from registry import SCHEDULE_REGISTRY
-from worldmodels.config import ConfigError, Configurable
+from wm_core.config import ConfigError, Configurable
+
+SECTION = "world_model.rollout_length_scheduler"  # where a schedule's config sits; errors name its keys so
 
 
 class Schedule(Configurable):
@@ -13,7 +15,7 @@ class Schedule(Configurable):
     config = dict(type=None, import_names=[])
 
     def __init__(self, cfg: Mapping | None = None) -> None:
-        self.cfg = self.merge_config(cfg, prefix="rollout_length_scheduler")
+        self.cfg = self.merge_config(cfg, prefix=SECTION)
 
     def __call__(self, envstep: int) -> int:
         raise NotImplementedError
@@ -29,7 +31,7 @@ class ConstantSchedule(Schedule):
     def __init__(self, cfg: Mapping | None = None) -> None:
         super().__init__(cfg)
         if self.cfg.rollout_length < 0:
-            raise ConfigError(f"rollout_length_scheduler.rollout_length must be >= 0, got {self.cfg.rollout_length}")
+            raise ConfigError(f"{SECTION}.rollout_length must be >= 0, got {self.cfg.rollout_length}")
 
     def __call__(self, envstep: int) -> int:
         return int(self.cfg.rollout_length)
@@ -51,10 +53,10 @@ class LinearSchedule(Schedule):
         super().__init__(cfg)
         c = self.cfg
         if c.rollout_end_step <= c.rollout_start_step:
-            raise ConfigError("rollout_length_scheduler: rollout_end_step must be greater than "
+            raise ConfigError(f"{SECTION}: rollout_end_step must be greater than "
                               f"rollout_start_step, got {c.rollout_end_step} <= {c.rollout_start_step}")
         if not 1 <= c.rollout_length_min <= c.rollout_length_max:
-            raise ConfigError("rollout_length_scheduler: need 1 <= rollout_length_min <= rollout_length_max, "
+            raise ConfigError(f"{SECTION}: need 1 <= rollout_length_min <= rollout_length_max, "
                               f"got {c.rollout_length_min} and {c.rollout_length_max}")
 
     def __call__(self, envstep: int) -> int:

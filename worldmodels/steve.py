@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 import torch
 
 from registry import WORLD_MODEL_REGISTRY
+from wm_core.config import ConfigError, check_range
+from wm_core.protocols import ValueFn
+from wm_core.utils import check_rank
 from worldmodels.base import HybridWorldModel
-from worldmodels.config import ConfigError, check_range
 from worldmodels.mbpo import MbpoWorldModel
-from worldmodels.protocols import ValueFn
-from worldmodels.utils import check_rank
 
 EXPANSIONS = ("steve", "mve")
 # value_fn(states [N, O]) -> (actions [N, A], soft values [S, N] from S target critics)

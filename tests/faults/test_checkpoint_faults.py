@@ -4,8 +4,8 @@ import json
 
 import torch
 
+from wm_app.cli import main
 from workers.checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
-from worldmodels.cli import main
 
 
 def run_with_history(tmp_path, capsys):

@@ -2,8 +2,8 @@
 partial stays behind, and the message is one line."""
 import torch
 
+from wm_app.cli import main
 from workers.checkpoint import checkpoint_paths, load_checkpoint
-from worldmodels.cli import main
 
 
 def finished_run(tmp_path, capsys, env_steps=300):

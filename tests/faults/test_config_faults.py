@@ -1,9 +1,9 @@
 """Bad configs that used to run, or to fail late: each is refused at start in one line."""
 import pytest
 
-from worldmodels.cli import main
-from worldmodels.config import ConfigError
-from worldmodels.experiment import compose_config
+from wm_app.cli import main
+from wm_app.experiment import compose_config
+from wm_core.config import ConfigError
 
 
 def one_line_error(argv, capsys):
@@ -80,7 +80,7 @@ def test_plugin_files_resolve_from_the_config_file_and_are_stored_absolute(tmp_p
 
 
 def test_max_episode_steps_shortens_an_env_but_never_lengthens_it():
-    from worldmodels.envs import make_env
+    from wm_envs.make import make_env
 
     for limit, expected in ((100, 50), (20, 20)):
         env = make_env({"id": "Reacher-v5", "max_episode_steps": limit})

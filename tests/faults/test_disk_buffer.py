@@ -1,6 +1,6 @@
 """A disk-backed replay buffer keeps its files in the run directory, and a resume removes
 what a killed run left there."""
-from worldmodels.cli import main
+from wm_app.cli import main
 
 
 def test_disk_buffer_files_live_in_the_run_and_a_resume_removes_stale_ones(tmp_path, capsys):

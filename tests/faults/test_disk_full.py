@@ -9,8 +9,8 @@ from tensorboardX.proto import event_pb2
 
 import workers.checkpoint
 import workers.logger
+from wm_app.cli import main
 from workers.checkpoint import load_checkpoint
-from worldmodels.cli import main
 
 NO_SPACE = OSError(28, "No space left on device")
 

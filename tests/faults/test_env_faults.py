@@ -4,8 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from wm_app.cli import main
 from workers.checkpoint import load_latest_checkpoint
-from worldmodels.cli import main
 
 
 class FaultyPendulum(gym.Wrapper):

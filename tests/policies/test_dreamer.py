@@ -9,10 +9,10 @@ from easydict import EasyDict
 from policies.dreamer import DreamerPolicy, ReturnNormalizer, lambda_returns
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
 from tests.worldmodels.test_dreamerv3 import TINY, random_buffer
+from wm_app.experiment import compose_config
+from wm_core.config import ConfigError
 from workers.pipeline import serial_pipeline
 from worldmodels.base import ContractError, DreamWorldModel
-from worldmodels.config import ConfigError
-from worldmodels.experiment import compose_config
 
 
 class DiscreteSpec:

@@ -10,8 +10,8 @@ import torch
 
 from policies.planners import colored_noise
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
-from worldmodels.config import ConfigError
-from worldmodels.termination import cart_pole
+from wm_core.config import ConfigError
+from wm_envs.termination import cart_pole
 
 TARGET = torch.tensor([0.5, -1.0])  # env-scale optimum inside Box(-2, 2)
 

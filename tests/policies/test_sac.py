@@ -5,7 +5,7 @@ import torch
 
 from policies.sac import SACPolicy, TanhGaussianActor
 from registry import POLICY_REGISTRY
-from worldmodels.config import ConfigError
+from wm_core.config import ConfigError
 
 
 class Spec:

@@ -9,8 +9,8 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from wm_app.cli import main
 from workers.checkpoint import load_checkpoint, save_checkpoint
-from worldmodels.cli import main
 
 PROPERTY = settings(max_examples=int(os.environ.get("WORLDMODELS_PROPERTY_EXAMPLES", 40)) // 5, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

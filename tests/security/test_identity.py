@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from wm_app.cli import main
 from workers.checkpoint import (
     CheckpointError,
     check_identity,
@@ -13,7 +14,6 @@ from workers.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from worldmodels.cli import main
 
 
 def debug_run(config, out, capsys):

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from registry import UntrustedPluginError, plugin_names, require_trust
-from workers.agent import load_agent
+from wm_app.agent import load_agent
+from wm_app.cli import main
+from wm_app.compare import compare
 from workers.checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
-from workers.compare import compare
-from worldmodels.cli import main
 
 
 @pytest.fixture()

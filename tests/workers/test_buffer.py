@@ -174,8 +174,8 @@ def test_disk_buffer_matches_memory_buffer_and_cleans_up(tmp_path):
 
 def test_disk_buffer_through_the_pipeline_resumes_exactly(tmp_path):
     from tests.workers.test_resume import progress_without_wall_time
+    from wm_app.experiment import compose_config
     from workers.pipeline import SerialPipeline
-    from worldmodels.experiment import compose_config
 
     sets = ["buffer.storage='disk'", f"buffer.directory='{tmp_path / 'replay'}'"]
     full = SerialPipeline(compose_config("pendulum_sac", "debug", sets), out_dir=tmp_path / "a",
@@ -188,7 +188,7 @@ def test_disk_buffer_through_the_pipeline_resumes_exactly(tmp_path):
 
 
 def test_the_read_api_world_models_use_gives_stored_rows_and_the_newest_in_order():
-    from worldmodels.protocols import TransitionBuffer
+    from wm_core.protocols import TransitionBuffer
 
     buffer = ReplayBuffer(5, (1,), (1,))
     assert isinstance(buffer, TransitionBuffer)

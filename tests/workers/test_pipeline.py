@@ -7,10 +7,10 @@ import torch
 
 from registry import WORLD_MODEL_REGISTRY
 from tests.conftest import ToyDyna
+from wm_app.experiment import compose_config
 from workers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from workers.learner import Learner
 from workers.pipeline import SerialPipeline, serial_pipeline
-from worldmodels.experiment import compose_config
 
 WORLD_MODEL_REGISTRY.register("test_toy_dyna", ToyDyna, force=True)
 
@@ -208,8 +208,8 @@ def test_dyna_and_hybrid_runs_have_the_rollout_length_column(tmp_path, name):
 
 
 def test_a_run_saved_with_the_old_dreamer_horizon_resumes(tmp_path, capsys):
+    from wm_app.cli import main
     from workers.checkpoint import config_fingerprint, upgrade_config
-    from worldmodels.cli import main
 
     assert main(["train", "pendulum_dreamerv3", "--preset", "debug", "--no-progress", "--out", str(tmp_path),
                  "--env-steps", "200"]) == 0
@@ -241,3 +241,20 @@ def test_a_start_that_fails_after_the_run_directory_is_made_removes_it(tmp_path,
     with pytest.raises(RuntimeError, match="env factory failed"):
         SerialPipeline(compose_config("pendulum_sac", preset="debug"), out_dir=tmp_path, show_progress=False)
     assert not any(tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("name", ["pendulum_tdmpc", "pendulum_sac"])
+def test_how_often_evaluation_runs_does_not_change_training(tmp_path, name):
+    """Evaluations use their own env seeds, generators and planner state: evaluating every 50 or
+    every 100 env steps gives the same returns at the steps both evaluate, and the same policy."""
+    def run(eval_freq):
+        cfg = compose_config(name, preset="debug", sets=[f"evaluator.eval_freq={eval_freq}"], env_steps=300)
+        result = serial_pipeline(cfg, out_dir=tmp_path / str(eval_freq), show_progress=False)
+        rows = {int(r["env_step"]): r["eval_return_mean"] for r in read_progress(result["run_dir"])}
+        state = load_checkpoint(Path(result["run_dir"]) / "checkpoint.pt")["policy"]
+        return rows, state
+
+    (often, often_state), (seldom, seldom_state) = run(50), run(100)
+    assert len(often) > len(seldom) >= 3
+    assert all(often[step] == value for step, value in seldom.items())
+    torch.testing.assert_close(often_state, seldom_state, rtol=0, atol=0)

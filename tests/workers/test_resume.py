@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from wm_app.experiment import compose_config, load_config_file, shipped_config_names
 from workers.checkpoint import load_checkpoint, load_latest_checkpoint
 from workers.pipeline import SerialPipeline
-from worldmodels.experiment import compose_config, load_config_file, shipped_config_names
 
 
 def progress_without_wall_time(run_dir):

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
+from wm_app.experiment import compose_config, load_config_file, shipped_config_names
 from workers.pipeline import SerialPipeline
-from worldmodels.experiment import compose_config, load_config_file, shipped_config_names
 
 from .test_resume import progress_without_wall_time
 

@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 from tests.conftest import ToyDream, ToyDyna
+from wm_core.config import ConfigError
 from workers.buffer import ReplayBuffer
-from worldmodels.config import ConfigError
 
 
 class LinearActor(nn.Module):

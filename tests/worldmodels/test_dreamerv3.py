@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from registry import WORLD_MODEL_REGISTRY
+from wm_core.config import ConfigError
 from workers.buffer import ReplayBuffer
 from worldmodels.base import ActionCodec
-from worldmodels.config import ConfigError
 from worldmodels.dreamer_nets import (
     ConvDecoder,
     ConvEncoder,

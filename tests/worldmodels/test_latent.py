@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
+from wm_core.config import ConfigError
 from workers.buffer import ReplayBuffer, random_buffer
-from worldmodels.config import ConfigError
 from worldmodels.latent import (
     SimNorm,
     mog_log_prob,

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from registry import WORLD_MODEL_REGISTRY
+from wm_core.config import ConfigError
+from wm_envs import termination
 from workers.buffer import ReplayBuffer, random_buffer
-from worldmodels import termination
-from worldmodels.config import ConfigError
 from worldmodels.mbpo import (
     Dataset,
     EnsembleTrainer,
@@ -483,8 +483,8 @@ def test_img_buffer_never_exceeds_capacity(buffer: ReplayBuffer) -> None:
 
 
 def test_one_dyna_run_through_the_pipeline(tmp_path) -> None:
+    from wm_app.experiment import compose_config
     from workers.pipeline import SerialPipeline
-    from worldmodels.experiment import compose_config
 
     cfg = compose_config("pendulum_mbpo", preset="debug", env_steps=300)
     assert cfg.world_model.env_id == "Pendulum-v1"

@@ -1,7 +1,7 @@
 import pytest
 
 from registry import SCHEDULE_REGISTRY
-from worldmodels.config import ConfigError
+from wm_core.config import ConfigError
 
 
 def test_linear_schedule_endpoints_and_middle():
@@ -28,7 +28,7 @@ def test_constant_schedule():
      "need 1 <= rollout_length_min <= rollout_length_max, got 5 and 2"),
     (dict(type="linear", rollout_length_min=0), "need 1 <= rollout_length_min"),
     (dict(type="constant", rollout_length=-1), "rollout_length_scheduler.rollout_length must be >= 0, got -1"),
-    (dict(type="constant", length=3), "unknown config key 'rollout_length_scheduler.length'"),
+    (dict(type="constant", length=3), "unknown config key 'world_model.rollout_length_scheduler.length'"),
 ])
 def test_bad_schedule_configs(cfg, message):
     with pytest.raises(ConfigError, match=message):

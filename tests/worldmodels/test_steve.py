@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
-from worldmodels.config import ConfigError
-from worldmodels.protocols import ValueExpander
+from wm_core.config import ConfigError
+from wm_core.protocols import ValueExpander
 from worldmodels.steve import combine_horizons, expanded_targets
 
 

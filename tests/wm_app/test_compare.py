@@ -8,36 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from workers.compare import compare, report, steps_to_threshold
-from workers.compare_report import few_seeds_note, threshold_text, write_report
+from wm_app.cli import main
+from wm_app.compare import compare, report, steps_to_threshold
+from wm_app.compare_report import few_seeds_note, threshold_text, write_report
+from wm_app.experiment import compose_config
+from wm_core.config import ConfigError
 from workers.pipeline import SerialPipeline
-from worldmodels.cli import main
-from worldmodels.config import ConfigError
-from worldmodels.experiment import compose_config
 
 BAD_CONFIG = textwrap.dedent("""
     import gymnasium as gym
-    import numpy as np
 
-
-    class ExplodingEnv(gym.Env):
-        observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-        action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-
-        def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
-            self.t = 0
-            return np.zeros(2, np.float32), {}
-
-        def step(self, action):
-            self.t += 1
-            if self.t >= 30:
-                raise RuntimeError("simulator exploded")
-            return np.zeros(2, np.float32), 0.0, False, False, {}
-
+    from tests.fake_envs import BadEnv
 
     if "WorldModelsCompareBadEnv-v0" not in gym.registry:
-        gym.register("WorldModelsCompareBadEnv-v0", entry_point=ExplodingEnv)
+        gym.register("WorldModelsCompareBadEnv-v0", entry_point=BadEnv, kwargs=dict(mode="raise", bad_step=30))
 
     config = dict(exp_name="bad_env", env_steps=200, env=dict(id="WorldModelsCompareBadEnv-v0"),
                   collector=dict(warmup_steps=50), policy=dict(type="sac", hidden_sizes=[16]),
@@ -214,7 +198,7 @@ def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
 
 
 def compare_module():
-    from workers import compare as module
+    from wm_app import compare as module
 
     return module
 
@@ -260,7 +244,7 @@ def test_several_tasks_are_aggregated_on_normalised_scores_with_a_profile(tmp_pa
 
 
 def compare_report_module():
-    from workers import compare_report
+    from wm_app import compare_report
 
     return compare_report
 
@@ -314,7 +298,7 @@ def test_thread_count_default_flag_and_user_set(extra, expected, tmp_path, capsy
 
 
 def test_a_signal_that_stops_one_run_stops_the_compare_and_the_next_call_resumes(tmp_path, monkeypatch):
-    from workers import compare as compare_module
+    from wm_app import compare as compare_module
 
     started = stop_a_run_halfway(monkeypatch, 1)  # by SIGTERM, as by `kill` or Ctrl-C
     out = tmp_path / "cmp"
@@ -345,3 +329,18 @@ def test_the_readme_variants_table_is_the_committed_run_and_its_results_csv(tmp_
     assert table == [line for line in rendered.splitlines() if line.startswith("| rollout_length=")]
     readme = README.read_text()
     assert all(line in readme for line in table)
+
+
+def test_the_command_line_plans_the_rows_once_and_announces_them(tmp_path, capsys, monkeypatch):
+    from wm_app import compare as compare_module
+    from wm_app import variants
+
+    calls = []
+    real = variants.plan_rows
+    for module in (variants, compare_module):  # wherever the command line or compare() takes it from
+        monkeypatch.setattr(module, "plan_rows", lambda *a, **k: calls.append(a) or real(*a, **k))
+    code = main(["compare", "pendulum_sac", "--grid", "policy.actor_lr=1e-3,3e-4", "--seeds", "1", "--preset",
+                 "debug", "--env-steps", "200", "--workers", "1", "--out", str(tmp_path / "cmp")])
+    assert code == 0 and len(calls) == 1
+    out = capsys.readouterr().out
+    assert out.count("comparing ") == 1 and "over 1 seed(s): 2 runs" in out and "[2/2]" in out

@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from worldmodels.config import ConfigError
+from wm_core.config import ConfigError
 
 PREFIX = "dm_control/"
 _ID_PATTERN = re.compile(r"^dm_control/(?P<domain>\w+)-(?P<task>\w+)-v0$")

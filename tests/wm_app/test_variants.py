@@ -1,11 +1,11 @@
-"""Variant and grid parsing, row names and run folders (workers.variants); the CLI's one-line errors."""
+"""Variant and grid parsing, row names and run folders (wm_app.variants); the CLI's one-line errors."""
 import subprocess
 
 import pytest
 
-from workers.variants import Variant, expand, parse_grid, parse_variant, plan_rows, split_values
-from worldmodels.cli import main
-from worldmodels.config import ConfigError
+from wm_app.cli import main
+from wm_app.variants import Variant, expand, parse_grid, parse_variant, plan_rows, split_values
+from wm_core.config import ConfigError
 
 LENGTH = "world_model.rollout_length_scheduler.rollout_length"
 

@@ -1,22 +1,24 @@
-"""Experiment configs: find a config file, apply a preset and overrides, resolve and validate."""
+"""The pipeline's config: its defaults, resolution against every component's defaults with
+validation, and the components a resolved config builds (the pipeline, ``load_agent`` and the
+benchmarks all build them here).
+
+Reading config files, presets and ``--set`` overrides is the application layer's job
+(``wm_app.experiment``); this module takes the merged dict from there.
+"""
 from __future__ import annotations
 
-import ast
 import copy
-import importlib.util
 import os
-from collections.abc import Iterable, Mapping
-from importlib import resources
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from easydict import EasyDict
 
-from registry import BUFFER_REGISTRY, POLICY_REGISTRY, SCHEDULE_REGISTRY, WORLD_MODEL_REGISTRY, closest_match
-from registry.registry import absolute_plugin_files, import_all
-from worldmodels.config import ConfigError, IntOrAuto, check_range, deep_update, merge_config
-from worldmodels.envs import VECTOR_MODES, check_env_id
-from worldmodels.utils import DEVICE_CHOICES
+from registry import BUFFER_REGISTRY, POLICY_REGISTRY, SCHEDULE_REGISTRY, WORLD_MODEL_REGISTRY
+from registry.registry import import_all
+from wm_core.config import ConfigError, IntOrAuto, check_range, deep_update, merge_config
+from wm_core.utils import DEVICE_CHOICES
+from wm_envs.make import VECTOR_MODES, check_env_id
 
 MAX_SEED = 2**31 - 1 - 100_000  # components derive seeds by adding offsets below 100,000
 
@@ -45,71 +47,6 @@ PIPELINE_DEFAULTS: dict = dict(
 )
 
 
-def shipped_config_names() -> list[str]:
-    """Names of the configs shipped in the ``configs`` package."""
-    files = resources.files("configs")
-    return sorted(p.name[:-3] for p in files.iterdir() if p.name.endswith(".py") and not p.name.startswith("_"))
-
-
-def find_config(name_or_path: str) -> Path:
-    """A shipped config by bare name, or a path to a ``.py`` file."""
-    path = Path(name_or_path).expanduser()
-    if name_or_path.endswith(".py") or "/" in name_or_path:
-        if not path.is_file():
-            raise ConfigError(f"config file {name_or_path!r} does not exist")
-        return path
-    names = shipped_config_names()
-    if name_or_path not in names:
-        hint = closest_match(name_or_path, names)
-        hint_text = f"; did you mean '{hint}'?" if hint else ""
-        raise ConfigError(f"unknown config {name_or_path!r}{hint_text} "
-                          f"(shipped configs: {', '.join(names)}; or give a path to a .py file)")
-    return Path(str(resources.files("configs") / f"{name_or_path}.py"))
-
-
-def load_config_file(name_or_path: str) -> tuple[dict, dict]:
-    """``(config, presets)`` defined by a config file."""
-    path = find_config(name_or_path)
-    spec = importlib.util.spec_from_file_location(f"worldmodels_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except (Exception, SystemExit) as err:  # a config that exits is an error, not a finished run
-        raise ConfigError(f"config file '{path}' failed to load: {type(err).__name__}: {err}") from None
-    config = getattr(module, "config", None)
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"config file '{path}' must define a dict named 'config'")
-    presets = getattr(module, "presets", {}) or {}
-    base = path.resolve().parent  # a relative plugin path counts from the config file that names it
-    return absolute_plugin_files(copy.deepcopy(dict(config)), base), absolute_plugin_files(
-        copy.deepcopy(dict(presets)), base)
-
-
-def parse_value(text: str) -> Any:
-    """A Python literal where ``text`` parses as one, else the plain string."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_overrides(items: Iterable[str]) -> dict:
-    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``."""
-    overrides: dict = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value (e.g. policy.actor_lr=1e-3), got {item!r}")
-        parts = key.strip().split(".")
-        node = overrides
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set '{item}' conflicts with another --set of '{part}'")
-        node[parts[-1]] = parse_value(text)
-    return overrides
-
-
 AUTO_THREADS_CAP = 8  # small RL networks gain nothing from more threads than this
 
 
@@ -126,23 +63,6 @@ def resolve_threads(num_threads: int | str) -> int:
             cap = min(cap, int(limit))
         return max(1, min(cores, cap))
     return int(num_threads)
-
-
-def compose_config(name_or_path: str, preset: str | None = None, sets: Iterable[str] = (),
-                   seed: int | None = None, env_steps: int | None = None) -> EasyDict:
-    """Load a config file, apply a preset, ``--set`` overrides, seed and step budget; resolve it."""
-    config, presets = load_config_file(name_or_path)
-    if preset is not None:
-        if preset not in presets:
-            valid = ", ".join(sorted(presets)) or "none"
-            raise ConfigError(f"unknown preset {preset!r} for config {name_or_path!r} (presets: {valid})")
-        config = deep_update(config, presets[preset])
-    config = deep_update(config, absolute_plugin_files(parse_overrides(sets), Path.cwd()))
-    if seed is not None:
-        config["seed"] = seed
-    if env_steps is not None:
-        config["env_steps"] = env_steps
-    return resolve_config(config)
 
 
 def _resolve_component(registry: Any, section: str, cfg: Any) -> EasyDict:
@@ -172,12 +92,7 @@ def resolve_config(raw: Mapping) -> EasyDict:
     cfg.world_model = None if wm_cfg is None else _resolve_component(WORLD_MODEL_REGISTRY, "world_model", wm_cfg)
     if cfg.world_model is not None and isinstance(cfg.world_model.get("rollout_length_scheduler"), Mapping):
         # a schedule whose type was switched is replaced whole: check its keys now, not when the run starts
-        schedule = cfg.world_model.rollout_length_scheduler
-        try:
-            SCHEDULE_REGISTRY.build(schedule)
-        except ConfigError as err:
-            raise ConfigError(str(err).replace("'rollout_length_scheduler.", "'world_model.rollout_length_scheduler.")
-                              ) from None
+        SCHEDULE_REGISTRY.build(cfg.world_model.rollout_length_scheduler)
     buffer_cfg = deep_update(copy.deepcopy(defaults["buffer"]), open_sections.get("buffer") or {})
     cfg.buffer = _resolve_component(BUFFER_REGISTRY, "buffer", buffer_cfg)
     check_env_id(cfg.env.id)
@@ -223,5 +138,5 @@ def build_components(cfg: Mapping, env_spec: Any, logger: Any = None) -> tuple[A
     return world_model, policy
 
 
-__all__ = ["PIPELINE_DEFAULTS", "build_components", "compose_config", "find_config", "load_config_file",
-           "parse_overrides", "parse_value", "resolve_config", "shipped_config_names"]
+__all__ = ["AUTO_THREADS_CAP", "MAX_SEED", "PIPELINE_DEFAULTS", "build_components", "resolve_config",
+           "resolve_threads"]

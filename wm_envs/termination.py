@@ -3,7 +3,7 @@
 Each function reproduces the task's own ``terminated`` rule from observations
 alone, for the default (v5) observation layout: MuJoCo tasks with
 ``exclude_current_positions_from_observation=True`` and default health ranges.
-They are registered in ``ENV_REGISTRY`` as ``"termination:<EnvName>"``;
+They are registered in ``TERMINATION_REGISTRY`` under the env's name (``"Hopper"``);
 ``termination_fn(env_id)`` finds one from a gymnasium id such as ``"Hopper-v5"``.
 """
 from __future__ import annotations
@@ -14,13 +14,10 @@ from collections.abc import Callable
 
 import torch
 
-from registry import ENV_REGISTRY
-from worldmodels.dmc import is_dmc_id
+from registry import TERMINATION_REGISTRY
+from wm_envs.dmc import is_dmc_id
 
 TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-PREFIX = "termination:"
-
 
 def _check(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> None:
     if obs.dim() != 2 or action.dim() != 2 or next_obs.dim() != 2:
@@ -35,8 +32,8 @@ def _finite(x: torch.Tensor) -> torch.Tensor:
 
 
 def register_termination(env_name: str) -> Callable[[TerminationFn], TerminationFn]:
-    """Decorator: register ``fn`` in ``ENV_REGISTRY`` as ``"termination:<env_name>"``."""
-    return ENV_REGISTRY.register(PREFIX + env_name)
+    """Decorator: register ``fn`` in ``TERMINATION_REGISTRY`` under ``env_name`` (e.g. ``"Hopper"``)."""
+    return TERMINATION_REGISTRY.register(env_name)
 
 
 def never_done(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
@@ -156,9 +153,9 @@ def termination_fn(env_id: str | None) -> TerminationFn | None:
         return None
     if is_dmc_id(env_id):  # the suite's tasks have no terminal states
         return never_done
-    key = PREFIX + env_name(env_id)
-    return ENV_REGISTRY.get(key) if key in ENV_REGISTRY else None
+    key = env_name(env_id)
+    return TERMINATION_REGISTRY.get(key) if key in TERMINATION_REGISTRY else None
 
 
-__all__ = ["PREFIX", "TerminationFn", "ant", "cart_pole", "env_name", "hopper", "inverted_double_pendulum",
+__all__ = ["TerminationFn", "ant", "cart_pole", "env_name", "hopper", "inverted_double_pendulum",
            "inverted_pendulum", "never_terminates", "register_termination", "termination_fn", "walker2d"]

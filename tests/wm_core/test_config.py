@@ -1,7 +1,7 @@
 import pytest
 
+from wm_core.config import ConfigError, Configurable, check_range, merge_config
 from worldmodels import DreamWorldModel, DynaWorldModel, HybridWorldModel, WorldModel
-from worldmodels.config import ConfigError, Configurable, check_range, merge_config
 
 
 class Base(Configurable):

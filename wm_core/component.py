@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from worldmodels.config import Configurable
-from worldmodels.guards import UpdateGuard, check_state
-from worldmodels.precision import PRECISIONS, autocast, check_precision
-from worldmodels.utils import generator_for, resolve_device
+from wm_core.config import Configurable
+from wm_core.guards import UpdateGuard, check_state
+from wm_core.precision import PRECISIONS, autocast, check_precision
+from wm_core.utils import generator_for, resolve_device
 
 
 class Component(Configurable):
@@ -32,7 +32,7 @@ class Component(Configurable):
         type=None,
         import_names=[],
         device=None,  # cpu | cuda | auto; None inherits the pipeline's device
-        precision="fp32",  # fp32 | bf16 | auto: the dtype of matmuls in updates (worldmodels.precision)
+        precision="fp32",  # fp32 | bf16 | auto: the dtype of matmuls in updates (wm_core.precision)
         max_nonfinite_updates=10,  # consecutive skipped (non-finite) updates before the run stops
     )
     # the config section ("policy", "world_model") and how messages name the kind

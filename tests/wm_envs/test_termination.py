@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from registry import ENV_REGISTRY
-from worldmodels import termination
-from worldmodels.termination import termination_fn
+from registry import TERMINATION_REGISTRY
+from wm_envs import termination
+from wm_envs.termination import termination_fn
 
 # env id -> noise added to the initial qpos / qvel so that both healthy and
 # unhealthy next states are common.
@@ -90,11 +90,11 @@ def test_lookup_strips_version_and_namespace() -> None:
     assert termination_fn(None) is None
 
 
-def test_registered_in_env_registry() -> None:
-    names = ENV_REGISTRY.names()
+def test_registered_in_the_termination_registry() -> None:
+    names = TERMINATION_REGISTRY.names()
     for env in ("Pendulum", "InvertedPendulum", "InvertedDoublePendulum", "Hopper", "Walker2d", "HalfCheetah",
                 "Ant"):
-        assert f"termination:{env}" in names
+        assert env in names
 
 
 def test_rejects_wrong_rank() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from registry import ENV_REGISTRY
-from worldmodels.config import ConfigError
+from wm_core.config import ConfigError
 
 
 @ENV_REGISTRY.register("pixels")

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
-from worldmodels.config import ConfigError
-from worldmodels.experiment import AUTO_THREADS_CAP, compose_config, resolve_threads
-from worldmodels.precision import autocast, check_precision
-
-from .test_dreamerv3 import TINY, VectorSpec, random_buffer
+from tests.worldmodels.test_dreamerv3 import TINY, VectorSpec, random_buffer
+from wm_app.experiment import compose_config
+from wm_core.config import ConfigError
+from wm_core.precision import autocast, check_precision
+from workers.run_config import AUTO_THREADS_CAP, resolve_threads
 
 
 class BoxSpec:
@@ -46,7 +46,7 @@ def test_a_type_that_does_not_run_in_bf16_refuses_it_by_name():
 
 
 def test_auto_is_bf16_only_where_the_device_runs_it_natively_and_the_type_supports_it(monkeypatch):
-    import worldmodels.precision as precision
+    import wm_core.precision as precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
@@ -102,7 +102,7 @@ def test_sac_bf16_update_is_close_to_fp32():
 
 
 def test_mbpo_bf16_fits_the_model_as_well_as_fp32():
-    from .test_mbpo import build_model, pendulum_buffer
+    from tests.worldmodels.test_mbpo import build_model, pendulum_buffer
 
     buffer = pendulum_buffer(400)
     scores = {}

@@ -1,4 +1,4 @@
-"""workers.stats against hand computations: IQM, stratified bootstrap intervals, probability of
+"""wm_app.stats against hand computations: IQM, stratified bootstrap intervals, probability of
 improvement, performance profiles, area under the curve."""
 import itertools
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from workers import stats
+from wm_app import stats
 
 
 def test_iqm_is_the_mean_of_the_middle_half():

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from worldmodels.config import ConfigError
+from wm_core.config import ConfigError
 
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
 

@@ -1,11 +1,11 @@
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from worldmodels.cli import main
-from worldmodels.guards import NonFiniteError, NonFiniteStateError, UpdateGuard, check_state, nonfinite_state
+from tests.fake_envs import BadEnv
+from wm_app.cli import main
+from wm_core.guards import NonFiniteError, NonFiniteStateError, UpdateGuard, check_state, nonfinite_state
 
 
 def model_and_optimizer():
@@ -47,33 +47,6 @@ def test_consecutive_skips_raise_naming_component_and_loss():
     with pytest.raises(NonFiniteError, match="policy 'sac': 3 consecutive .*non-finite loss .*'critic_loss'"):
         guard.step("critic_loss", bad(), optimizer)
     assert guard.skipped == 5
-
-
-class BadEnv(gym.Env):
-    """A 1-D env that misbehaves at step ``bad_step``: NaN observation, huge reward or an exception."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-
-    def __init__(self, mode="nan", bad_step=50):
-        self.mode, self.bad_step, self.t = mode, bad_step, 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.zeros(2, np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        obs, reward = np.full(2, 0.1 * self.t, np.float32), 0.0
-        if self.t >= self.bad_step:
-            if self.mode == "nan":
-                obs[0] = np.nan
-            elif self.mode == "raise":
-                raise RuntimeError("simulator exploded")
-            elif self.mode == "huge_reward":
-                reward = 3e38
-        return obs, reward, False, self.t >= 100, {}
 
 
 gym.register("WorldModelsTestBadEnv-v0", entry_point=BadEnv)

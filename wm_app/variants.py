@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from registry import RegistryError
-from worldmodels.config import ConfigError, to_plain
-from worldmodels.experiment import compose_config, parse_value
+from wm_app.experiment import compose_config, parse_value
+from wm_core.config import ConfigError, to_plain
 
 SYNTAX = "CONFIG or CONFIG:key=value[:key=value...]"
 _KEY = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*"

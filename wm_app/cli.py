@@ -6,11 +6,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from registry import ALL_REGISTRIES, RegistryError
+from wm_core.config import ConfigError, to_plain
 from workers.checkpoint import CheckpointError, RunOutputError
 from worldmodels import __version__
-from worldmodels.config import ConfigError, to_plain
 
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, RegistryError, CheckpointError, RunOutputError)
 
@@ -62,7 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"worldmodels {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
+    _add_train(commands)
+    _add_config_args(commands.add_parser("config", help="print the resolved config as JSON"))
+    _add_eval(commands)
+    _add_compare(commands)
+    commands.add_parser("list", help="list shipped configs and every registered name")
+    return parser
 
+
+def _add_train(commands: Any) -> None:
     train = commands.add_parser(
         "train", help="train an agent from a config", formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="every shipped config has a 'debug' preset that runs in seconds; examples:\n"
@@ -78,9 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs", help="parent directory of run directories (default: runs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    config = commands.add_parser("config", help="print the resolved config as JSON")
-    _add_config_args(config)
 
+def _add_eval(commands: Any) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a saved run deterministically")
     evaluate.add_argument("run", metavar="RUN", help="a run directory (runs/<exp_name>/<stamp>)")
     evaluate.add_argument("--episodes", type=_positive_int, default=10, help="episodes (default 10)")
@@ -93,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                                f"model predicts after seeing {DREAM_CONTEXT} of them (.gif for image observations, "
                                ".png plot for vectors)")
 
+
+def _add_compare(commands: Any) -> None:
     comp = commands.add_parser(
         "compare", help="run configs and variants over seeds; write a table with bootstrap intervals, CSV, plots",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -134,13 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--out", default=None, help="output directory (default: comparisons/<configs>; "
                                                   "with --report: the CSV's folder)")
 
-    commands.add_parser("list", help="list shipped configs and every registered name")
-    return parser
-
 
 def _train_pipeline(args: argparse.Namespace):
+    from wm_app.experiment import compose_config
     from workers.pipeline import SerialPipeline
-    from worldmodels.experiment import compose_config
 
     if args.resume is None:
         if args.config is None:
@@ -203,7 +210,7 @@ def write_dream(model, trajectory: dict, path: str) -> str:
     import numpy as np
     import torch
 
-    from workers.video import dream_frames, plot_dream, write_gif
+    from wm_app.video import dream_frames, plot_dream, write_gif
 
     steps = min(DREAM_STEPS, len(trajectory["obs"]))
     real = np.stack(trajectory["obs"][:steps])
@@ -223,10 +230,10 @@ def write_dream(model, trajectory: dict, path: str) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from workers.agent import load_agent
+    from wm_app.agent import load_agent
+    from wm_app.video import write_gif
+    from wm_envs.make import make_env
     from workers.evaluator import Evaluator
-    from workers.video import write_gif
-    from worldmodels.envs import make_env
 
     if args.video is not None and not args.video.lower().endswith(".gif"):
         raise UsageError(f"--video writes a GIF: give a path ending in .gif, got '{args.video}'")
@@ -255,7 +262,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _compare_report(args: argparse.Namespace) -> int:
-    from workers.compare import report
+    from wm_app.compare import report
 
     runs_only = [flag for flag, value in (("ROW", args.configs), ("--grid", args.grid), ("--set", args.sets),
                                           ("--preset", args.preset), ("--env-steps", args.env_steps)) if value]
@@ -268,21 +275,22 @@ def _compare_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from workers.compare import compare
-    from workers.variants import plan_rows
+    from wm_app.compare import compare
 
     if args.report is not None:
         return _compare_report(args)
     if not args.configs:
         raise UsageError("compare needs at least one ROW (a config or CONFIG:key=value), or --report RESULTS_CSV "
                          "(see 'worldmodels compare --help')")
-    rows = plan_rows(args.configs, args.grid, preset=args.preset, sets=args.sets, env_steps=args.env_steps)
-    total = len(rows) * args.seeds
-    finished = []
+    finished, total = [], []
+
+    def announce(rows: list, runs: int) -> None:
+        total.append(runs)
+        print(f"comparing {', '.join(row.label for row in rows)} over {args.seeds} seed(s): {runs} runs", flush=True)
 
     def progress(result: dict) -> None:
         finished.append(result)
-        head = f"[{len(finished)}/{total}] {result['config']} seed {result['seed']}:"
+        head = f"[{len(finished)}/{total[0]}] {result['config']} seed {result['seed']}:"
         if "error" in result:
             print(f"{head} FAILED: {result['error']}", flush=True)
         elif result.get("skipped"):
@@ -291,17 +299,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"{head} final eval return {result['rows'][-1]['eval_return_mean']:.1f} "
                   f"after {result['env_steps']} env steps, {result['wall_time']:.0f} s", flush=True)
 
-    print(f"comparing {', '.join(row.label for row in rows)} over {args.seeds} seed(s): {total} runs", flush=True)
-    out = compare([row.variant.spec for row in rows], args.seeds, normalize=args.normalize, env_steps=args.env_steps,
+    out = compare(args.configs, args.seeds, grid=args.grid, normalize=args.normalize, env_steps=args.env_steps,
                   preset=args.preset, sets=args.sets, workers=args.workers, threads=args.threads,
-                  backend=args.backend, address=args.address, out=args.out, progress=progress)
+                  backend=args.backend, address=args.address, out=args.out, progress=progress, announce=announce)
     print((out / "summary.md").read_text())
     print(f"wrote {out / 'summary.md'}, {out / 'results.csv'} and the plots in {out}")
     return 1 if any("error" in r for r in finished) else 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from worldmodels.experiment import compose_config
+    from wm_app.experiment import compose_config
 
     cfg = compose_config(args.config, args.preset, args.sets, args.seed, args.env_steps)
     print(json.dumps(to_plain(cfg), indent=2))
@@ -309,11 +316,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from worldmodels.dmc import domains
-    from worldmodels.experiment import shipped_config_names
+    from wm_app.experiment import shipped_config_names
+    from wm_envs.dmc import domains
 
     print("configs: " + ", ".join(shipped_config_names()))
-    labels = {"env": "env (wrappers for env.wrappers, and termination:<Env> functions for imagined rollouts)"}
+    labels = {"env": "env wrappers (for env.wrappers)",
+              "termination": "termination functions (by env name, for imagined rollouts)"}
     for kind, registry in ALL_REGISTRIES.items():
         print(f"{labels.get(kind, kind)}: " + (", ".join(registry.names()) or "(none)"))
     print("envs: any gymnasium id (e.g. Pendulum-v1, HalfCheetah-v5), and the DeepMind Control Suite as "

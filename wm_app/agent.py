@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from registry import require_trust
+from wm_core.utils import as_tensor
+from wm_envs.make import make_env
 from workers.checkpoint import check_identity, misfit_error, read_run_config, upgrade_config
-from worldmodels.envs import make_env
-from worldmodels.experiment import build_components, resolve_config
-from worldmodels.utils import as_tensor
+from workers.run_config import build_components, resolve_config
 
 
 class Agent:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from workers import stats
-from worldmodels.config import ConfigError
-from worldmodels.envs import env_base_name
+from wm_app import stats
+from wm_core.config import ConfigError
+from wm_envs.make import env_base_name
 
 # Eval return that counts as solving a task, by env name (without version).
 THRESHOLDS = {"Pendulum": -200.0, "InvertedPendulum": 950.0, "InvertedDoublePendulum": 9000.0,
@@ -121,7 +121,7 @@ def read_results_csv(path: Path) -> tuple[list[str], list[dict]]:
 
 
 def _shipped_env_id(name: str, path: Path) -> str:
-    from worldmodels.experiment import compose_config
+    from wm_app.experiment import compose_config
 
     try:
         return compose_config(name).env.id

@@ -1,7 +1,7 @@
 """Compare configs and their variants over seeds: run every (row, seed) pair, then write a
-table with bootstrap intervals, a CSV and plots (``workers.compare_report``).
+table with bootstrap intervals, a CSV and plots (``wm_app.compare_report``).
 
-Rows are configs or variants of them (``CONFIG:key=value``, ``--grid``; ``workers.variants``).
+Rows are configs or variants of them (``CONFIG:key=value``, ``--grid``; ``wm_app.variants``).
 Pairs run in parallel processes (threads per process chosen so the machine is not
 oversubscribed) or as Ray tasks. Each pair has a fixed run directory under
 the output directory, so running the same command again skips finished pairs
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from registry import plugin_names
-from workers.compare_report import (
+from wm_app.compare_report import (
     THRESHOLDS,
     parse_normalize,
     read_results_csv,
@@ -31,10 +31,10 @@ from workers.compare_report import (
     task_scales,
     write_report,
 )
+from wm_app.experiment import compose_config
+from wm_app.variants import Row, plan_rows
+from wm_core.config import ConfigError
 from workers.logger import read_progress
-from workers.variants import Row, plan_rows
-from worldmodels.config import ConfigError
-from worldmodels.experiment import compose_config
 
 BACKENDS = ("local", "ray")
 RESULT_NAME = "result.json"
@@ -180,15 +180,18 @@ def _report(result: dict, progress: Any) -> dict:
 def compare(configs: Sequence[str], seeds: int, *, grid: Sequence[str] = (), normalize: Sequence[str] = (),
             env_steps: int | None = None, preset: str | None = None, sets: Iterable[str] = (),
             workers: int | None = None, threads: int | None = None, backend: str = "local",
-            address: str | None = None, out: str | Path | None = None, progress: Any = None) -> Path:
+            address: str | None = None, out: str | Path | None = None, progress: Any = None,
+            announce: Any = None) -> Path:
     """Run every (row, seed) pair and write the comparison; returns the output directory.
 
     Args:
-        configs: configs or variants, ``CONFIG[:key=value...]`` (``workers.variants``).
+        configs: configs or variants, ``CONFIG[:key=value...]`` (``wm_app.variants``).
         grid: ``key=v1,v2`` sweeps; every config is run with every combination.
         normalize: ``TASK=LOW,HIGH`` score ranges, needed when several tasks are compared
             (DMC tasks default to 0,1000).
         threads: torch threads of each run (default 1); a ``num_threads`` in ``sets`` wins.
+        progress: called with each run's result as it finishes.
+        announce: called once with the planned rows and the number of runs, before any run.
 
     Raises:
         ConfigError: a variant or grid that does not parse or resolve, two rows that resolve to
@@ -207,6 +210,8 @@ def compare(configs: Sequence[str], seeds: int, *, grid: Sequence[str] = (), nor
     threads = threads or 1  # small RL networks are latency-bound: one thread per run (README, "CPU threads")
     out = Path(out) if out is not None else default_out_dir(rows, preset)
     pairs = [_pair(row, seed, out, preset, sets, env_steps, threads) for row in rows for seed in range(seeds)]
+    if announce is not None:
+        announce(rows, len(pairs))
     start = time.perf_counter()
     if backend == "ray":
         results = _run_ray(pairs, workers, threads, address)

@@ -23,7 +23,7 @@ import logging
 
 import torch
 
-from worldmodels.config import ConfigError
+from wm_core.config import ConfigError
 
 PRECISIONS = ("fp32", "bf16")
 CHOICES = (*PRECISIONS, "auto")

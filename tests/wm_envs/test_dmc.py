@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
+from wm_app.cli import main
+from wm_core.config import ConfigError
+from wm_envs.dmc import DMCEnv, choose_gl_backend, parse_dmc_id
+from wm_envs.make import make_env
+from wm_envs.termination import never_done, termination_fn
 from workers.buffer import ReplayBuffer
 from workers.collector import SerialCollector
-from worldmodels.cli import main
-from worldmodels.config import ConfigError
-from worldmodels.dmc import DMCEnv, choose_gl_backend, parse_dmc_id
-from worldmodels.envs import make_env
-from worldmodels.termination import never_done, termination_fn
 
 CARTPOLE = "dm_control/cartpole-swingup-v0"
 

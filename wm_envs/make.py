@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 
 from registry import ENV_REGISTRY, RegistryError, closest_match
-from worldmodels.config import ConfigError
-from worldmodels.dmc import is_dmc_id, make_dmc, parse_dmc_id, route_mujoco_warnings
-from worldmodels.termination import env_name as env_base_name  # noqa: F401  (also registers the functions)
-from worldmodels.wrappers import ActionRepeat
+from wm_core.config import ConfigError
+from wm_envs.dmc import is_dmc_id, make_dmc, parse_dmc_id, route_mujoco_warnings
+from wm_envs.termination import env_name as env_base_name  # noqa: F401  (also registers the functions)
+from wm_envs.wrappers import ActionRepeat
 
 VECTOR_MODES = ("sync", "async")
 

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from workers.agent import load_agent
+from wm_app.agent import load_agent
+from wm_app.cli import main
+from wm_app.experiment import compose_config
+from wm_envs.make import make_env
 from workers.checkpoint import CheckpointError
 from workers.pipeline import SerialPipeline
-from worldmodels.cli import main
-from worldmodels.envs import make_env
-from worldmodels.experiment import compose_config
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_eval_dream_errors_name_the_problem(trained, dream_runs, tmp_path, capsy
 
 
 def test_dream_of_an_episode_shorter_than_the_context_says_so(dream_runs, tmp_path):
-    from worldmodels.cli import write_dream
+    from wm_app.cli import write_dream
 
     model = load_agent(dream_runs["pendulum_dreamerv3"]).world_model
     obs = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32)

@@ -395,6 +395,16 @@ class DreamWorldModel(WorldModel):
         """
         return self.step(state, action)
 
+    def dream_step(self, state: torch.Tensor, action: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The step ``rollout`` takes: model actions (the codec's ``to_model`` space), with
+        gradients into the action; ``imagine_step`` by default. A model whose
+        ``imagine_step`` takes env-scale actions for planners (``latent``) overrides it.
+
+        Shapes:
+            state: [B, S]; action: [B, A] -> reward [B], next_state [B, S], done [B]
+        """
+        return self.imagine_step(state, action)
     def rollout(self, start: torch.Tensor, actor_fn: ActorFn, envstep: int,
                 horizon: int | None = None) -> tuple[torch.Tensor, ...]:
         """Imagine ``horizon`` steps (the schedule's length by default) from ``start``.
@@ -417,7 +427,7 @@ class DreamWorldModel(WorldModel):
         with frozen(self.nets):
             for _ in range(horizon):
                 action, aug_reward = actor_fn(state)
-                reward, state, done = self.imagine_step(state, action)
+                reward, state, done = self.dream_step(state, action)
                 actions.append(action)
                 aug_rewards.append(aug_reward)
                 rewards.append(reward)

@@ -27,6 +27,12 @@ through imagination unchanged, while the encoder sees the rest of the observatio
 Actions: every public method takes and returns actions in the env's scale (as the
 planners do); the networks see them mapped to [-1, 1].
 
+The model is a Dream model too: the ``dreamer`` actor-critic learns in its imagination
+(``rollout`` from the encoded first observations of the latest batch, the actor's [-1, 1]
+actions through ``dream_step``) and acts through ``filter_step`` (the encoder; the model
+has no recurrent state), so one model can be compared planning (``mppi``) against
+imagining (``dreamer``).
+
 The discount ``gamma`` is a config value (TD-MPC2 derives it from the episode length,
 ``(L/5 - 1) / (L/5)`` clipped to [0.95, 0.995]: 0.975 for Pendulum's 200 steps, 0.99
 for DMC's 500 agent steps at action repeat 2).
@@ -40,6 +46,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from easydict import EasyDict
 from torch import nn
 
 from registry import WORLD_MODEL_REGISTRY
@@ -47,7 +54,7 @@ from wm_core.config import ConfigError, check_range, check_sizes
 from wm_core.precision import FloatLinear
 from wm_core.utils import adam, check_rank, frozen, seeded_init
 from wm_envs.termination import never_done, termination_fn
-from worldmodels.base import DreamWorldModel, Metrics
+from worldmodels.base import ActionCodec, DreamWorldModel, Metrics
 from worldmodels.dreamer_nets import TwoHot
 from worldmodels.replay_ratio import ReplayRatioTraining
 
@@ -470,6 +477,10 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         self._check_config(self.cfg)
         self._setup_spaces()
         self.termination = self._termination_mode()
+        # what a Dream policy ('dreamer') needs to act and learn through the model
+        self.actions = ActionCodec(self.action_space, self.device)
+        self.feature_dim = self.state_dim
+        self.sizes = EasyDict(units=int(self.cfg.hidden_sizes[0]), layers=len(self.cfg.hidden_sizes))
         with seeded_init(self.seed):
             self._build_nets()
         self.nets.to(self.device)
@@ -589,6 +600,7 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         super().to(device)
         for name in ("action_low", "action_high", "obs_index", "context_index"):
             setattr(self, name, getattr(self, name).to(self.device))
+        self.actions.to(self.device)
         return self
 
     # -- states and actions ---------------------------------------------
@@ -699,6 +711,33 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         next_state = self._next_state(state, unit, None, self.generator)
         return self.predict_reward(state, unit), next_state, self.termination_prob(next_state) > 0.5
 
+    def dream_step(self, state: torch.Tensor, action: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One imagined step of a Dream rollout: ``imagine_step`` on the actor's [-1, 1] actions,
+        with gradients flowing from the next state and the reward into the action.
+
+        Shapes:
+            state [B, S], action [B, A] (in [-1, 1]) -> reward [B], next_state [B, S], done [B] (bool)
+        """
+        check_rank("state", state, 2)
+        next_state = self._next_state(state, action, None, self.generator)
+        return self.predict_reward(state, action), next_state, self.termination_prob(next_state) > 0.5
+
+    # -- acting for a Dream policy (no recurrent state: a state is the encoded observation) ------
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shapes: -> state [B, S] (zeros), an empty stochastic part [B, 0]"""
+        return (torch.zeros(batch, self.state_dim, device=self.device),
+                torch.zeros(batch, 0, device=self.device))
+
+    def filter_step(self, deter: torch.Tensor, stoch: torch.Tensor, action: torch.Tensor, obs: torch.Tensor,
+                    is_first: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state of ``obs`` (the encoder's; the previous state and action do not matter).
+
+        Shapes:
+            obs [B, O] -> state [B, S], stoch [B, 0]
+        """
+        return self.encode(obs), stoch[:, :0]
+
     def step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Not available: the model predicts latent states and has no decoder back to observations.
 
@@ -803,6 +842,9 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
             loss, metrics, states = self.loss(batch, targets)
         c = self.cfg
         self.guard.step("model_loss", loss, self.optimizers["model"], None, c.grad_clip)
+        # a Dream policy imagines from the batch's encoded first observations (never terminal)
+        self.starts = states[0, 0].detach()
+        self.start_continues = torch.ones(self.starts.shape[0], device=self.device)
         metrics["grad_norm"] = self.guard.last_grad_norm
         state_valid = torch.cat([torch.ones_like(targets.valid[:1]), targets.valid[: c.horizon_k]])
         with self.autocast():

@@ -354,3 +354,38 @@ def test_termination_auto_is_off_for_envs_that_never_terminate():
 def test_config_errors_name_the_problem(cfg, message):
     with pytest.raises(ConfigError, match=message):
         model(**cfg)
+
+
+# -- the latent model as a Dream model ------------------------------------------------
+def test_the_dreamer_actor_critic_learns_and_acts_through_the_latent_model():
+    wm = WORLD_MODEL_REGISTRY.build({**TINY, "batch_size": 8}, gym.make("Pendulum-v1"), None, seed=0)
+    assert wm.acting_contract_gaps() == []
+    policy = POLICY_REGISTRY.build({"type": "dreamer", "imagine_starts": 0, "critic_bins": 21},
+                                   gym.make("Pendulum-v1"), world_model=wm, seed=0)
+    assert wm.imagination_starts() is None  # nothing to imagine from before the first training
+    batch = wm.sample(pendulum_buffer())
+    with torch.no_grad():
+        first_latents = wm.encode(batch["obs"][0])  # before the step changes the encoder
+    wm.train_step(batch)
+    starts = wm.imagination_starts()
+    assert torch.equal(starts.features, first_latents) and torch.equal(starts.continues, torch.ones(8))
+    actor_before = [p.detach().clone() for p in policy.actor.parameters()]
+    metrics = policy.learn(starts)
+    assert metrics and all(math.isfinite(v) for v in metrics.values())
+    assert any(not torch.equal(a, p) for a, p in zip(actor_before, policy.actor.parameters(), strict=True))
+    obs = torch.as_tensor(gym.make("Pendulum-v1").reset(seed=0)[0])[None]
+    action = policy.act(obs)
+    assert action.shape == (1, 1) and -2.0 <= float(action) <= 2.0
+
+
+def test_a_dream_rollout_takes_unit_actions_and_carries_their_gradient():
+    wm = model(seed=0)
+    state = wm.encode(torch.randn(4, OBS_DIM))
+    unit = torch.full((4, ACTION_DIM), 0.5, requires_grad=True)
+    reward, next_state, done = wm.dream_step(state, unit)
+    env_reward, env_next, _ = wm.imagine_step(state, unit.detach() * 2.0)  # env scale: [-2, 2]
+    torch.testing.assert_close(next_state, env_next)
+    torch.testing.assert_close(reward, env_reward)
+    (next_state.sum() + reward.sum()).backward()
+    assert unit.grad is not None and unit.grad.abs().sum() > 0
+    assert done.dtype == torch.bool and done.shape == (4,)

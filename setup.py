@@ -2,6 +2,10 @@ from pathlib import Path
 
 from setuptools import setup
 
+# logger.backends "mlflow": the tracking client without MLflow's server and UI, and the SQL
+# libraries of the local SQLite store it writes (MLflow 3 refuses its older file store by default)
+MLFLOW = ["mlflow-skinny>=2.10", "sqlalchemy>=2", "alembic>=1.10"]
+
 setup(
     name="worldmodels",
     version="0.1.0",
@@ -25,8 +29,9 @@ setup(
         "pillow>=9",  # resizes rendered frames to 64x64 (the pixels env wrapper)
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", *MLFLOW],  # the MLflow logging tests run, not skip
         "ray": ["ray>=2.9"],
+        "mlflow": MLFLOW,
     },
     entry_points={
         "console_scripts": ["worldmodels=wm_app.cli:main"],

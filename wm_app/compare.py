@@ -5,7 +5,9 @@ Rows are configs or variants of them (``CONFIG:key=value``, ``--grid``; ``wm_app
 Pairs run in parallel processes (threads per process chosen so the machine is not
 oversubscribed) or as Ray tasks. Each pair has a fixed run directory under
 the output directory, so running the same command again skips finished pairs
-and resumes interrupted ones from their checkpoints.
+and resumes interrupted ones from their checkpoints. With "mlflow" in ``logger.backends``
+every pair is an MLflow run in one experiment named after the output directory, tagged with
+its row and seed (the local store: ``<out>/runs/mlruns``).
 """
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ class Pair:
     label: str = ""  # the row's name (default: the config's stem)
     method: str = ""  # the row's name without its task (default: the label)
     variant: str = ""  # the row as written on the command line
+    experiment: str = ""  # the MLflow experiment of every pair of the comparison (with "mlflow" in logger.backends)
 
     @property
     def name(self) -> str:
@@ -64,6 +67,12 @@ class Pair:
     def identity(self) -> dict[str, Any]:
         """What the current command calls this pair (a result read back takes these)."""
         return {"config": self.name, "method": self.method or self.name, "variant": self.variant or self.config}
+
+    def mlflow_labels(self) -> dict[str, Any]:
+        """The MLflow experiment and tags of this pair's run (used when the run records to MLflow)."""
+        tags = {"row": self.name, "seed": str(self.seed), "variant": self.variant or self.config,
+                "mlflow.runName": f"{self.name} seed{self.seed}"}
+        return {"mlflow_experiment": self.experiment or None, "mlflow_tags": tags}
 
 
 def run_pair(pair: Pair) -> dict[str, Any]:
@@ -89,11 +98,11 @@ def run_pair(pair: Pair) -> dict[str, Any]:
         else:
             if checkpoint_step is not None:  # the plugins of the user's own config are trusted, no others
                 pipeline = SerialPipeline.resume(pair.run_dir, cfg.env_steps, show_progress=False,
-                                                 trust_plugins=plugin_names(cfg))
+                                                 trust_plugins=plugin_names(cfg), **pair.mlflow_labels())
             else:
                 if pair.run_dir.exists():  # an earlier attempt that never reached a checkpoint
                     shutil.rmtree(pair.run_dir)
-                pipeline = SerialPipeline(cfg, show_progress=False, run_dir=pair.run_dir)
+                pipeline = SerialPipeline(cfg, show_progress=False, run_dir=pair.run_dir, **pair.mlflow_labels())
             summary = pipeline.run()
             if summary["failure"] is not None:
                 raise RunFailed(summary["failure"])
@@ -229,7 +238,8 @@ def _pair(row: Row, seed: int, out: Path, preset: str | None, sets: list[str], e
     same variant and seed whatever else the command compares, so rerunning resumes)."""
     settings = {"preset": preset, "sets": [*sets, *row.variant.sets], "env_steps": env_steps}
     return Pair(row.variant.config, seed, out / "runs" / row.variant.run_folder() / f"seed{seed}", settings,
-                threads, label=row.label, method=row.method, variant=row.variant.spec)
+                threads, label=row.label, method=row.method, variant=row.variant.spec,
+                experiment=out.resolve().name)
 
 
 def _footer(results: Sequence[dict], wall_time: float) -> str:

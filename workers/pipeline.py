@@ -36,7 +36,7 @@ from workers.checkpoint import (
 from workers.collector import SerialCollector
 from workers.evaluator import Evaluator
 from workers.learner import Learner
-from workers.logger import RunLogger, read_progress
+from workers.logger import MlflowTarget, RunLogger, flatten_params, local_mlflow_store, read_progress
 from workers.run_config import build_components, resolve_config, resolve_threads
 
 
@@ -62,17 +62,24 @@ class SerialPipeline:
     Each loop iteration: one collector step; world-model training and
     evaluation when due; for a Dyna model, refilling the imagination buffer
     when due; the policy updates owed; evaluation and checkpoint when due.
+
+    With "mlflow" in ``logger.backends`` the run is also an MLflow run, in experiment
+    ``mlflow_experiment`` (default: the config's ``exp_name``) with ``mlflow_tags`` added to its own
+    (run name, exp_name, seed, run directory).
     """
 
     def __init__(self, cfg: Mapping, out_dir: str | Path = "runs", show_progress: bool = True,
-                 run_dir: str | Path | None = None) -> None:
+                 run_dir: str | Path | None = None, mlflow_experiment: str | None = None,
+                 mlflow_tags: Mapping[str, str] | None = None) -> None:
         self.cfg = cfg = resolve_config(cfg)
         self.threads = resolve_threads(cfg.num_threads)
         if self.threads:
             torch.set_num_threads(self.threads)
         torch.manual_seed(cfg.seed)
         self.out_dir = Path(out_dir)
-        self.logger = RunLogger(cfg.env_steps, show_progress)
+        self.logger = RunLogger(cfg.env_steps, show_progress, tensorboard="tensorboard" in cfg.logger.backends)
+        self.mlflow_experiment = mlflow_experiment
+        self.mlflow_tags = dict(mlflow_tags or {})
         self.evaluator = Evaluator(cfg.evaluator, cfg.env, seed=cfg.seed + 10_000)
         env_spec = self.evaluator.env
         self.world_model, self.policy = build_components(cfg, env_spec, self.logger)
@@ -130,7 +137,7 @@ class SerialPipeline:
         """
         start, start_step = time.perf_counter(), self.collector.envstep
         previous_handlers = self._install_signal_handlers()
-        failure = None
+        failure, completed = None, False
         try:
             self._open_run_dir()
             while self.collector.envstep < self.cfg.env_steps and self.stop_signal is None:
@@ -139,6 +146,7 @@ class SerialPipeline:
                 self.final_evaluation()
             if self.last_saved_step != self.collector.envstep:
                 self.save()
+            completed = True
         except NonFiniteError as err:  # parameters are intact: the bad updates were skipped
             failure = str(err)
             try:
@@ -150,7 +158,8 @@ class SerialPipeline:
             failure = str(err)
         finally:
             self._restore_signal_handlers(previous_handlers)
-            close_error = self.logger.close()
+            close_error = self.logger.close(self._session_status(completed and failure is None),
+                                            artifacts=(self.run_dir / "checkpoint.pt", self.run_dir / "progress.csv"))
             self.collector.close()
             self.evaluator.close()
             for buffer in (self.env_buffer, self.img_buffer):
@@ -170,6 +179,13 @@ class SerialPipeline:
                 "stopped_by": None if self.stop_signal is None else signal.Signals(self.stop_signal).name,
                 "failure": failure, "checkpoint_step": self.last_saved_step}
 
+    def _session_status(self, completed: bool) -> str:
+        """How this session ended, as an MLflow run status: KILLED when a signal stopped it (it can
+        be resumed), FINISHED when it ran to its end, FAILED otherwise."""
+        if self.stop_signal is not None:
+            return "KILLED"
+        return "FINISHED" if completed else "FAILED"
+
     def parameter_count(self) -> int:
         """Trainable and target parameters of the policy and the world model."""
         count = self.policy.parameter_count()
@@ -179,10 +195,33 @@ class SerialPipeline:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "config.json", "w") as handle:
             json.dump(to_plain(self.cfg), handle, indent=2)
-        self.logger.open(self.run_dir, start_step=self.collector.envstep, wall_offset=self.wall_offset)
+        mlflow = self.mlflow_target()
+        self.logger.open(self.run_dir, start_step=self.collector.envstep, wall_offset=self.wall_offset,
+                         mlflow=mlflow)
         self.logger.message(f"run directory: {self.run_dir}")
+        if mlflow is not None:
+            self.logger.message(f"MLflow run {self.logger.mlflow.run_id} in experiment '{mlflow.experiment}' "
+                                f"of {mlflow.tracking_uri}")
         model = "" if self.world_model is None else f"world model {self.world_model.precision}, "
         self.logger.message(f"torch threads: {self.threads}; precision: {model}policy {self.policy.precision}")
+
+    def mlflow_target(self) -> MlflowTarget | None:
+        """Where this run is recorded in MLflow; None without "mlflow" in ``logger.backends``.
+
+        The store is ``logger.mlflow_tracking_uri``, by default a local one in ``mlruns/`` two
+        levels above the run directory (``<out>/mlruns`` beside ``<out>/<exp_name>/``, for this run
+        and for its resumes alike). Params: the resolved config as dotted keys.
+        """
+        settings = self.cfg.logger
+        if "mlflow" not in settings.backends:
+            return None
+        uri, artifact_location = settings.mlflow_tracking_uri, None
+        if uri is None:
+            uri, artifact_location = local_mlflow_store(self.run_dir.parent.parent / "mlruns")
+        tags = {"mlflow.runName": self.run_dir.name, "exp_name": self.cfg.exp_name, "seed": str(self.cfg.seed),
+                "run_dir": str(self.run_dir.resolve()), **self.mlflow_tags}
+        return MlflowTarget(uri, self.mlflow_experiment or self.cfg.exp_name, artifact_location,
+                            flatten_params(to_plain(self.cfg)), tags)
 
     def _install_signal_handlers(self) -> dict:
         def request_stop(signum: int, frame: Any) -> None:
@@ -319,12 +358,16 @@ class SerialPipeline:
 
     @classmethod
     def resume(cls, run_dir: str | Path, env_steps: int | None = None, show_progress: bool = True,
-               trust_plugins: bool | Collection[str] = False) -> SerialPipeline:
-        """A pipeline restored from the newest loadable checkpoint of ``run_dir``.
+               trust_plugins: bool | Collection[str] = False, mlflow_experiment: str | None = None,
+               mlflow_tags: Mapping[str, str] | None = None) -> SerialPipeline:
+        """A pipeline restored from the newest loadable checkpoint of ``run_dir``; with "mlflow" in
+        its ``logger.backends`` it continues the MLflow run that the run directory names.
 
         Args:
             trust_plugins: True to import any plugin code the run's config names, or the
                 names that may be imported; by default a run that names plugins is refused.
+            mlflow_experiment, mlflow_tags: as for the constructor (the experiment is used only
+                when the MLflow run is no longer in its store and a new one is started).
 
         Raises:
             CheckpointError: no run directory or no loadable checkpoint.
@@ -336,11 +379,12 @@ class SerialPipeline:
         finish_interrupted_write(run_dir, keep if isinstance(keep, int) else 1)
         return first_usable_checkpoint(  # a damaged, foreign or ill-fitting checkpoint: an older one may do
             run_dir, lambda path: cls._resume_from(path, run_dir, run_config, env_steps, show_progress,
-                                                   trust_plugins))
+                                                   trust_plugins, mlflow_experiment, mlflow_tags))
 
     @classmethod
     def _resume_from(cls, path: Path, run_dir: Path, run_config: Any, env_steps: int | None, show_progress: bool,
-                     trust_plugins: bool | Collection[str]) -> SerialPipeline:
+                     trust_plugins: bool | Collection[str], mlflow_experiment: str | None = None,
+                     mlflow_tags: Mapping[str, str] | None = None) -> SerialPipeline:
         """A pipeline restored from the checkpoint at ``path`` (see ``resume``)."""
         state = load_checkpoint(path)
         validate_checkpoint(state, path)
@@ -353,7 +397,8 @@ class SerialPipeline:
         if cfg["env_steps"] <= state["env_step"]:
             raise ConfigError(f"the run in '{run_dir}' stopped at env step {state['env_step']}, at or past its "
                               f"budget of {cfg['env_steps']}; pass --env-steps with a larger total to continue")
-        pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir)
+        pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir,
+                       mlflow_experiment=mlflow_experiment, mlflow_tags=mlflow_tags)
         try:
             pipeline.load_state_dict(state)
             pipeline.check_state()  # an inf in the optimiser state would silently stall learning
@@ -394,6 +439,7 @@ def serial_pipeline(cfg: Mapping, out_dir: str | Path = "runs", show_progress: b
     """Build every component from ``cfg`` and train; returns the run's summary.
 
     The run writes ``<out_dir>/<exp_name>/<stamp>_s<seed>/`` with ``config.json``,
-    TensorBoard events, ``progress.csv`` and ``checkpoint.pt``.
+    TensorBoard events, ``progress.csv`` and ``checkpoint.pt`` (``logger.backends`` adds an
+    MLflow run, by default in ``<out_dir>/mlruns/``, or drops the TensorBoard events).
     """
     return SerialPipeline(cfg, out_dir, show_progress).run()

@@ -8,13 +8,14 @@ Reading config files, presets and ``--set`` overrides is the application layer's
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from easydict import EasyDict
 
-from registry import BUFFER_REGISTRY, POLICY_REGISTRY, SCHEDULE_REGISTRY, WORLD_MODEL_REGISTRY
+from registry import BUFFER_REGISTRY, POLICY_REGISTRY, SCHEDULE_REGISTRY, WORLD_MODEL_REGISTRY, closest_match
 from registry.registry import import_all
 from wm_core.config import ConfigError, IntOrAuto, check_range, deep_update, merge_config
 from wm_core.utils import DEVICE_CHOICES
@@ -44,7 +45,15 @@ PIPELINE_DEFAULTS: dict = dict(
     world_model=None,
     learner=dict(batch_size=256, updates_per_step=1.0, log_every=100),
     evaluator=dict(eval_freq=1000, n_episodes=5),
+    # Run output. backends: "csv" (progress.csv) must be listed, as it is always written (resume and
+    # compare read it); "tensorboard" writes TensorBoard events; "mlflow" records an MLflow run
+    # (params, the TensorBoard scalars, checkpoint.pt and progress.csv as artifacts) in
+    # mlflow_tracking_uri, by default a local store in mlruns/ beside the experiment folders.
+    logger=dict(backends=["tensorboard", "csv"], mlflow_tracking_uri=None),
 )
+
+LOGGER_BACKENDS = ("tensorboard", "csv", "mlflow")
+MLFLOW_INSTALL = 'pip install "worldmodels[mlflow]"'
 
 
 AUTO_THREADS_CAP = 8  # small RL networks gain nothing from more threads than this
@@ -114,6 +123,7 @@ def resolve_config(raw: Mapping) -> EasyDict:
     check_range(cfg, "seed", 0, MAX_SEED)
     check_range(cfg, "env.max_episode_steps", 1, allow_none=True)
     check_range(cfg, "env.action_repeat", 1)
+    _check_logger(cfg.logger)
     if cfg.learner.batch_size > cfg.buffer.capacity:
         raise ConfigError(f"config key 'learner.batch_size' ({cfg.learner.batch_size}) is larger than "
                           f"'buffer.capacity' ({cfg.buffer.capacity}): no batch could ever be drawn")
@@ -123,6 +133,40 @@ def resolve_config(raw: Mapping) -> EasyDict:
         if cfg[section] is not None and cfg[section].get("device", "unset") is None:
             cfg[section].device = cfg.device
     return cfg
+
+
+def _check_logger(logger: Mapping) -> None:
+    """Raise ConfigError for an unknown backend, a list without "csv", a tracking URI that is not
+    a string, or "mlflow" without MLflow installed."""
+    backends = logger["backends"]
+    valid = ", ".join(LOGGER_BACKENDS)
+    for name in backends:
+        if name not in LOGGER_BACKENDS:
+            hint = closest_match(str(name), LOGGER_BACKENDS)
+            hint_text = f"; did you mean '{hint}'?" if hint else ""
+            raise ConfigError(f"config key 'logger.backends' has an unknown backend {name!r}{hint_text} "
+                              f"(valid backends: {valid})")
+    if "csv" not in backends:
+        raise ConfigError(f"config key 'logger.backends' must include 'csv' (progress.csv is always written: "
+                          f"resume and compare read it), got {list(backends)!r}")
+    uri = logger["mlflow_tracking_uri"]
+    if uri is not None and (not isinstance(uri, str) or not uri.strip()):
+        raise ConfigError(f"config key 'logger.mlflow_tracking_uri' must be None (a local store in mlruns/) "
+                          f"or a tracking URI, got {uri!r}")
+    if "mlflow" in backends:
+        needed = ["mlflow"] + (["sqlalchemy", "alembic"] if uri is None or uri.startswith("sqlite:") else [])
+        missing = [module for module in needed if not _installed(module)]
+        if missing:
+            raise ConfigError(f"config key 'logger.backends' has 'mlflow', which needs {', '.join(missing)} "
+                              f"(not installed): {MLFLOW_INSTALL}")
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        return False
 
 
 def build_components(cfg: Mapping, env_spec: Any, logger: Any = None) -> tuple[Any, Any]:
@@ -138,5 +182,5 @@ def build_components(cfg: Mapping, env_spec: Any, logger: Any = None) -> tuple[A
     return world_model, policy
 
 
-__all__ = ["AUTO_THREADS_CAP", "MAX_SEED", "PIPELINE_DEFAULTS", "build_components", "resolve_config",
-           "resolve_threads"]
+__all__ = ["AUTO_THREADS_CAP", "LOGGER_BACKENDS", "MAX_SEED", "MLFLOW_INSTALL", "PIPELINE_DEFAULTS",
+           "build_components", "resolve_config", "resolve_threads"]

@@ -69,6 +69,7 @@ class ReplayBuffer:
         self._alloc(self.capacity)
         self.size = 0
         self.pos = 0  # next row to write
+        self.pushed = 0  # rows pushed since creation (stream positions count from it)
         self.row_width: int | None = None  # rows per push, while every push had the same width
 
     def _alloc(self, capacity: int) -> None:
@@ -120,6 +121,7 @@ class ReplayBuffer:
             self.data[key][index] = value
         self.pos = (self.pos + batch) % self.capacity
         self.size = min(self.size + batch, self.capacity)
+        self.pushed += batch
 
     def _check_push_shapes(self, rows: dict, batch: int) -> None:
         expected = {"obs": self.obs_shape, "action": self.action_shape, "reward": (),
@@ -163,19 +165,7 @@ class ReplayBuffer:
         Shapes:
             each field [length, batch_size, ...]; ``is_first`` [length, batch_size]
         """
-        width = self.row_width
-        if width is None or width < 1:
-            raise ValueError("sample_sequences needs every push to hold the same number of rows")
-        if self.capacity % width:
-            raise ValueError(f"sample_sequences needs a capacity divisible by the {width} rows per push, "
-                             f"got {self.capacity}")
-        steps_stored = self.size // width
-        if steps_stored < length:
-            raise ValueError(f"sample_sequences: {steps_stored} steps stored per env, need {length}")
-        capacity_steps = self.capacity // width
-        # Oldest stored step, in units of pushes; a sequence must not wrap past the newest.
-        newest_step = (self.pos // width - 1) % capacity_steps if self.size else 0
-        oldest_step = (newest_step - steps_stored + 1) % capacity_steps
+        width, steps_stored, capacity_steps, oldest_step = self._sequence_layout("sample_sequences", length)
         start = self.rng.integers(0, steps_stored - length + 1, size=batch_size)
         slot = self.rng.integers(0, width, size=batch_size)
         steps = (oldest_step + start[None, :] + np.arange(length)[:, None]) % capacity_steps
@@ -187,6 +177,77 @@ class ReplayBuffer:
         is_first[1:] = ended[:-1]
         out["is_first"] = is_first.float()
         return out
+
+    def _sequence_layout(self, caller: str, length: int) -> tuple[int, int, int, int]:
+        """Rows per push, steps stored per env slot, capacity in steps and the oldest stored step's
+        storage position (in units of pushes).
+
+        Raises:
+            ValueError: pushes of mixed widths, a capacity that is no multiple of the width, or
+                fewer than ``length`` steps stored.
+        """
+        width = self.row_width
+        if width is None or width < 1:
+            raise ValueError(f"{caller} needs every push to hold the same number of rows")
+        if self.capacity % width:
+            raise ValueError(f"{caller} needs a capacity divisible by the {width} rows per push, "
+                             f"got {self.capacity}")
+        steps_stored = self.size // width
+        if steps_stored < length:
+            raise ValueError(f"{caller}: {steps_stored} steps stored per env, need {length}")
+        capacity_steps = self.capacity // width
+        # Oldest stored step, in units of pushes; a sequence must not wrap past the newest.
+        newest_step = (self.pos // width - 1) % capacity_steps if self.size else 0
+        oldest_step = (newest_step - steps_stored + 1) % capacity_steps
+        return width, steps_stored, capacity_steps, oldest_step
+
+    def sample_sequence_streams(self, streams: Mapping[str, torch.Tensor] | None, batch_size: int, length: int,
+                                device: torch.device | str | None = None
+                                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``sample_sequences`` where row b of each batch continues row b of the previous one.
+
+        ``streams`` (None at first) holds each row's env ``slot`` and the ``step`` to read next,
+        counted in pushes since the buffer was created. A row continues its stream while the
+        next ``length`` steps are stored; else (the stream reached the newest step, or its data
+        were overwritten) it starts at a new random step and slot, as ``sample_sequences`` does.
+        ``is_first[0]`` is 1 where a row starts anew or its chunk starts an episode, so a row
+        whose ``is_first[0]`` is 0 goes on from the state its previous chunk ended in.
+
+        Returns:
+            the batch (as ``sample_sequences``) and the streams to pass to the next call.
+
+        Shapes:
+            streams: slot [batch_size], step [batch_size] (int64);
+            batch: each field [length, batch_size, ...]; ``is_first`` [length, batch_size]
+        """
+        width, steps_stored, capacity_steps, oldest_step = self._sequence_layout("sample_sequence_streams", length)
+        end = self.pushed // width  # one past the newest step, in pushes since creation
+        oldest = end - steps_stored
+        if streams is None:
+            slot = np.zeros(batch_size, dtype=np.int64)
+            step = np.full(batch_size, -1, dtype=np.int64)
+        else:
+            slot, step = (np.asarray(_to_numpy(streams[key]), dtype=np.int64).copy() for key in ("slot", "step"))
+            if slot.shape != (batch_size,) or step.shape != (batch_size,):
+                raise ValueError(f"sample_sequence_streams: streams hold {slot.shape} rows for a batch of "
+                                 f"{batch_size}")
+        # the step before a continued chunk must still be stored: it says whether an episode ended there
+        restart = (step <= oldest) | (step + length > end) | (slot >= width)
+        count = int(restart.sum())
+        if count:
+            step[restart] = oldest + self.rng.integers(0, steps_stored - length + 1, size=count)
+            slot[restart] = self.rng.integers(0, width, size=count)
+        previous = np.where(restart, step, step - 1)  # a restarted row reads its own first step here
+        steps = np.concatenate([previous[None], step[None] + np.arange(length)[:, None]])
+        index = ((oldest_step + steps - oldest) % capacity_steps) * width + slot[None, :]
+        out = self._gather(index, device)
+        ended = torch.logical_or(out["terminated"].bool(), out["truncated"].bool())
+        is_first = ended[:-1].clone()
+        is_first[0] |= torch.from_numpy(restart).to(is_first.device)
+        out = {key: value[1:] for key, value in out.items()}
+        out["is_first"] = is_first.float()
+        streams = {"slot": torch.from_numpy(slot), "step": torch.from_numpy(step + length)}
+        return out, streams
 
     def set_capacity(self, capacity: int) -> None:
         """Resize, keeping the newest transitions that fit."""
@@ -225,7 +286,7 @@ class ReplayBuffer:
             part = array[: self.size]
             return torch.from_numpy(part.copy() if self.storage == "memory" else np.asarray(part))
 
-        return {"capacity": self.capacity, "size": self.size, "pos": self.pos,
+        return {"capacity": self.capacity, "size": self.size, "pos": self.pos, "pushed": self.pushed,
                 "row_width": -2 if self.row_width is None else self.row_width,
                 "rng": self.rng.bit_generator.state,
                 "data": {k: contents(v) for k, v in self.data.items()}}
@@ -240,6 +301,7 @@ class ReplayBuffer:
             self.data[key][: len(value)] = _to_numpy(value)
         self.size = int(state["size"])
         self.pos = int(state["pos"])
+        self.pushed = int(state.get("pushed", self.size))  # older checkpoints: count from the stored rows
         width = int(state["row_width"])
         self.row_width = None if width == -2 else width
         self.rng.bit_generator.state = state["rng"]
@@ -277,6 +339,7 @@ class ReplayBuffer:
             for key in self.data:
                 self.data[key][...] = archive[f"data_{key}"]
         self.size, self.pos = size, pos
+        self.pushed = size  # stream positions count from the loaded rows
         self.row_width = None if width == -2 else width
 
 

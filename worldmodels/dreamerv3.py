@@ -12,6 +12,12 @@ labelled with ``reward[t]`` and continue ``1 - terminated[t]`` (so terminal obse
 and their rewards are learned). Where a row starts an episode (or a sampled sequence),
 the step starts from the posterior of ``obs[t]`` filtered from the learned initial state,
 which is also reconstructed.
+
+With ``tbptt`` (truncated backpropagation through time, as in PyDreamer) each batch row
+follows a stream of the buffer (``sample_sequence_streams``): the next batch's row b
+continues where this batch's row b ended, from the posterior state it ended in, detached so
+that gradients stop at the batch boundary. Episode starts reset the state as within a
+sequence; a stream that reaches the newest step starts over at a random one.
 """
 from __future__ import annotations
 
@@ -107,6 +113,7 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         "replay_ratio": 0.5,
         "learning_starts": 1024,
         "log_every": 50,
+        "tbptt": False,  # carry the posterior state from batch to batch along buffer streams (module docstring)
     }
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
@@ -148,10 +155,15 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         self.feature_dim = feature_dim
         self.optimizers["model"] = adam(self.nets.parameters(), lr=c.lr, eps=c.adam_eps)
         self.init_replay_ratio()
+        # tbptt: each batch row's buffer stream (slot, next step) and the state its last chunk ended in
+        self.streams: dict[str, torch.Tensor] | None = None
+        self.carried: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def to(self, device: torch.device | str) -> DreamerV3WorldModel:
         super().to(device)
         self.actions.to(self.device)
+        if self.carried is not None:
+            self.carried = (self.carried[0].to(self.device), self.carried[1].to(self.device))
         return self
 
     # -- scheduling -----------------------------------------------------
@@ -162,32 +174,62 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
 
     # -- learning -------------------------------------------------------
     def sample_batch(self, env_buffer: Any) -> dict[str, torch.Tensor]:
-        """A batch of ``batch_size`` sequences. Shapes: each field [T, B, ...]"""
-        return env_buffer.sample_sequences(self.cfg.batch_size, self.cfg.sequence_length, device=self.device)
+        """A batch of ``batch_size`` sequences (with ``tbptt``: the next chunk of each row's
+        stream). Shapes: each field [T, B, ...]
+
+        Raises:
+            ConfigError: ``tbptt`` with a buffer that has no ``sample_sequence_streams``.
+        """
+        if not self.cfg.tbptt:
+            return env_buffer.sample_sequences(self.cfg.batch_size, self.cfg.sequence_length, device=self.device)
+        sample_streams = getattr(env_buffer, "sample_sequence_streams", None)
+        if sample_streams is None:
+            raise ConfigError(f"world_model.tbptt needs a buffer with sample_sequence_streams (the 'replay' "
+                              f"buffer), got {type(env_buffer).__name__}")
+        batch, self.streams = sample_streams(self.streams, self.cfg.batch_size, self.cfg.sequence_length,
+                                             device=self.device)
+        return batch
 
     def train_step(self, batch: Mapping[str, torch.Tensor]) -> Metrics:
-        """One gradient step on a sequence batch; keeps its posterior features as starts.
+        """One gradient step on a sequence batch; keeps its posterior features as starts
+        (and, with ``tbptt``, its last states for the next chunk of each row's stream).
 
         Shapes:
             batch: obs / next_obs [T, B, *obs_shape], action [T, B, (A)], reward / terminated /
             is_first [T, B]
         """
+        start = self.carried if self.cfg.tbptt else None
         with self.autocast():
-            loss, metrics, observed = self.loss(batch)
+            loss, metrics, observed = self.loss(batch, start)
         # a non-finite loss or gradient skips the step (counted; too many in a row stop the run)
-        self.guard.step("model_loss", loss, self.optimizers["model"], self.nets.parameters(), self.cfg.grad_clip)
+        stepped = self.guard.step("model_loss", loss, self.optimizers["model"], self.nets.parameters(),
+                                  self.cfg.grad_clip)
         grad_norm = self.guard.last_grad_norm
         self.gradient_steps += 1
         self.starts = observed.features.detach().flatten(0, 1)
         self.start_continues = (1.0 - batch["terminated"].float()).flatten()
         metrics["grad_norm"] = float(grad_norm)
         metrics["nonfinite_skipped"] = float(self.guard.skipped)
+        if self.cfg.tbptt:
+            metrics["carried_rows"] = 1.0 - float(batch["is_first"][0].float().mean())
+            self.carry(observed, stepped)
         return metrics
 
-    def loss(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Metrics, Observed]:
-        """The world-model loss of a sequence batch, its metrics and the filtered states.
+    def carry(self, observed: Observed, stepped: bool) -> None:
+        """Keep the last posterior state of every row (detached: gradients stop at the batch
+        boundary) for the next chunk of its stream; after a skipped step every stream starts
+        over, so that a non-finite state is never carried on."""
+        if stepped:
+            self.carried = (observed.deter[-1].detach().clone(), observed.stoch[-1].detach().clone())
+        else:
+            self.carried, self.streams = None, None
 
-        Shapes: as ``train_step``.
+    def loss(self, batch: Mapping[str, torch.Tensor], start: tuple[torch.Tensor, torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, Metrics, Observed]:
+        """The world-model loss of a sequence batch, its metrics and the filtered states; rows
+        whose ``is_first[0]`` is 0 start from ``start``.
+
+        Shapes: as ``train_step``; start: deter [B, D], stoch [B, S*C]
         """
         check_rank("batch['reward']", batch["reward"], 2)
         steps, size = batch["reward"].shape
@@ -199,7 +241,7 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         embed = self.encoder(seen)
         observed = self.rssm.observe(embed[: steps * size].unflatten(0, (steps, size)),
                                      self.actions.to_model(batch["action"]), is_first, embed[steps * size:],
-                                     self.generator)
+                                     self.generator, start)
         features = observed.features
         recon = self.decoder.loss(torch.cat([features.flatten(0, 1), observed.first_features]), seen).mean()
         post = torch.cat([observed.post_log_probs.flatten(0, 1), observed.first_post_log_probs])
@@ -227,6 +269,22 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         """
         free = self.cfg.free_nats
         return dyn_kl.clamp_min(free).mean(), rep_kl.clamp_min(free).mean()
+
+    # -- state ----------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The base state plus the ``tbptt`` streams and carried states (None when off)."""
+        state = super().state_dict()
+        state["tbptt_streams"] = None if self.streams is None else dict(self.streams)
+        state["tbptt_state"] = None if self.carried is None else {"deter": self.carried[0],
+                                                                   "stoch": self.carried[1]}
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
+        streams, carried = state.get("tbptt_streams"), state.get("tbptt_state")
+        self.streams = None if streams is None else {key: value.clone() for key, value in streams.items()}
+        self.carried = None if carried is None else (carried["deter"].to(self.device).clone(),
+                                                     carried["stoch"].to(self.device).clone())
 
     # -- imagination ----------------------------------------------------
     def split(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -189,24 +189,32 @@ class RSSM(nn.Module):
 
     # -- sequences ------------------------------------------------------
     def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
-                first_embed: torch.Tensor, generator: torch.Generator | None) -> Observed:
+                first_embed: torch.Tensor, generator: torch.Generator | None,
+                start: tuple[torch.Tensor, torch.Tensor] | None = None) -> Observed:
         """Filter a batch of transition sequences.
 
         Step t consumes ``action[t]`` and observes ``embed[t]`` (the embedding of the
         observation the action led to). Where ``is_first[t]`` the step starts from the
         posterior state of the episode's first observation (``first_embed``, row-major
-        over the True entries of ``is_first``) instead of from step t-1.
+        over the True entries of ``is_first``) instead of from step t-1. Rows whose
+        ``is_first[0]`` is False start from ``start`` (the state a previous chunk of the same
+        stream ended in: truncated backpropagation through time).
 
         Shapes:
-            embed [T, B, E], action [T, B, A], is_first [T, B] (``is_first[0]`` all True),
-            first_embed [N, E] with N = is_first.sum() -> ``Observed``
+            embed [T, B, E], action [T, B, A], is_first [T, B] (``is_first[0]`` all True unless
+            ``start`` is given), first_embed [N, E] with N = is_first.sum(),
+            start: deter [B, D], stoch [B, S*C] -> ``Observed``
         """
         check_rank("embed", embed, 3)
         steps, batch = embed.shape[:2]
         first_mask = is_first.bool()
-        if not bool(first_mask[0].all()):
+        if start is None and not bool(first_mask[0].all()):
             raise ValueError("observe: is_first[0] must be True for every row (sequences start from the "
-                             "initial state)")
+                             "initial state) unless a start state is given")
+        if start is not None and (start[0].shape != (batch, self.deter_dim)
+                                  or start[1].shape != (batch, self.stoch_dim)):
+            raise ValueError(f"observe: start states must be [{batch}, {self.deter_dim}] and "
+                             f"[{batch}, {self.stoch_dim}], got {tuple(start[0].shape)} and {tuple(start[1].shape)}")
         first_t, first_b = first_mask.nonzero(as_tuple=True)
         if first_embed.shape[0] != first_t.shape[0]:
             raise ValueError(f"observe: first_embed has {first_embed.shape[0]} rows for "
@@ -228,6 +236,10 @@ class RSSM(nn.Module):
                                  dtype=embed.dtype)
         deters, stochs, posts = [], [], []
         deter, stoch = first_deter_rows, first_stoch_grid[0]
+        if start is not None:
+            mask = first_mask[0].unsqueeze(-1)
+            deter = torch.where(mask, first_deter_rows, start[0])
+            stoch = torch.where(mask, first_stoch_grid[0], start[1])
         for t in range(steps):
             if t > 0 and any_first[t]:
                 mask = first_mask[t].unsqueeze(-1)

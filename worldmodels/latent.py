@@ -693,10 +693,7 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
             state [B, S], action [B, A] (env scale), members [B] -> reward [B], next_state [B, S],
             done [B] (bool: termination probability > 0.5)
         """
-        check_rank("state", state, 2)
-        unit = self.to_unit(action)
-        next_state = self._next_state(state, unit, members, generator)
-        return self.predict_reward(state, unit), next_state, self.termination_prob(next_state) > 0.5
+        return self._unit_step(state, self.to_unit(action), members, generator)
 
     def imagine_step(self, state: torch.Tensor, action: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -706,10 +703,7 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         Shapes:
             state [B, S], action [B, A] (env scale) -> reward [B], next_state [B, S], done [B] (bool)
         """
-        check_rank("state", state, 2)
-        unit = self.to_unit(action)
-        next_state = self._next_state(state, unit, None, self.generator)
-        return self.predict_reward(state, unit), next_state, self.termination_prob(next_state) > 0.5
+        return self._unit_step(state, self.to_unit(action), None, self.generator)
 
     def dream_step(self, state: torch.Tensor, action: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -719,9 +713,20 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         Shapes:
             state [B, S], action [B, A] (in [-1, 1]) -> reward [B], next_state [B, S], done [B] (bool)
         """
+        return self._unit_step(state, action, None, self.generator)
+
+    def _unit_step(self, state: torch.Tensor, unit: torch.Tensor, members: torch.Tensor | None,
+                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The step every imagining method takes, on [-1, 1] actions: the next state of the given
+        members (see ``_next_state``), the reward, and done where the termination probability
+        exceeds 0.5.
+
+        Shapes:
+            state [B, S], unit [B, A], members [B] or None -> reward [B], next_state [B, S], done [B] (bool)
+        """
         check_rank("state", state, 2)
-        next_state = self._next_state(state, action, None, self.generator)
-        return self.predict_reward(state, action), next_state, self.termination_prob(next_state) > 0.5
+        next_state = self._next_state(state, unit, members, generator)
+        return self.predict_reward(state, unit), next_state, self.termination_prob(next_state) > 0.5
 
     # -- acting for a Dream policy (no recurrent state: a state is the encoded observation) ------
     def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:

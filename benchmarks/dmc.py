@@ -67,11 +67,14 @@ def run_dirs(out: Path, task: str, method: str) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[4:]))
 
 
+def evaluation(record: dict) -> dict[str, float]:
+    """The three numbers the table uses from a progress.csv or results.csv row."""
+    return {key: float(record[key]) for key in ("env_step", "wall_time", "eval_return_mean")}
+
+
 def read_rows(run_dir: Path) -> list[dict[str, float]]:
     with open(run_dir / "progress.csv") as handle:
-        return [{"env_step": float(row["env_step"]), "wall_time": float(row["wall_time"]),
-                 "eval_return_mean": float(row["eval_return_mean"])}
-                for row in csv.DictReader(handle) if row.get("eval_return_mean") not in (None, "")]
+        return [evaluation(row) for row in csv.DictReader(handle) if row.get("eval_return_mean") not in (None, "")]
 
 
 def read_committed(path: Path) -> dict[tuple[str, str, int], list[dict[str, float]]]:
@@ -81,9 +84,7 @@ def read_committed(path: Path) -> dict[tuple[str, str, int], list[dict[str, floa
     found: dict[tuple[str, str, int], list[dict[str, float]]] = {}
     with open(path) as handle:
         for row in csv.DictReader(handle):
-            found.setdefault((row["task"], row["method"], int(row["seed"])), []).append(
-                {"env_step": float(row["env_step"]), "wall_time": float(row["wall_time"]),
-                 "eval_return_mean": float(row["eval_return_mean"])})
+            found.setdefault((row["task"], row["method"], int(row["seed"])), []).append(evaluation(row))
     return {key: sorted(rows, key=lambda r: r["env_step"]) for key, rows in found.items()}
 
 

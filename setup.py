@@ -6,6 +6,9 @@ from setuptools import setup
 # libraries of the local SQLite store it writes (MLflow 3 refuses its older file store by default)
 MLFLOW = ["mlflow-skinny>=2.10", "sqlalchemy>=2", "alembic>=1.10"]
 
+# --offline from a Minari dataset directory: h5py reads its HDF5 file (no minari package needed)
+OFFLINE = ["h5py>=3.8"]
+
 setup(
     name="worldmodels",
     version="0.1.0",
@@ -29,9 +32,10 @@ setup(
         "pillow>=9",  # resizes rendered frames to 64x64 (the pixels env wrapper)
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", *MLFLOW],  # the MLflow logging tests run, not skip
+        "test": ["pytest>=7", "hypothesis>=6", *MLFLOW, *OFFLINE],  # the MLflow and Minari tests run, not skip
         "ray": ["ray>=2.9"],
         "mlflow": MLFLOW,
+        "offline": OFFLINE,
     },
     entry_points={
         "console_scripts": ["worldmodels=wm_app.cli:main"],

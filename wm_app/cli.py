@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(commands.add_parser("config", help="print the resolved config as JSON"))
     _add_eval(commands)
     _add_compare(commands)
+    _add_export(commands)
     commands.add_parser("list", help="list shipped configs and every registered name")
     return parser
 
@@ -78,7 +79,8 @@ def _add_train(commands: Any) -> None:
                "  worldmodels train pendulum_mbpo\n"
                "  worldmodels train pendulum_sac --preset debug --seed 1 --env-steps 600\n"
                "  worldmodels train dmc_cartpole_swingup_sac --set env.id=dm_control/reacher-easy-v0\n"
-               "  worldmodels train --resume runs/pendulum_mbpo/<stamp>_s0 --env-steps 10000")
+               "  worldmodels train --resume runs/pendulum_mbpo/<stamp>_s0 --env-steps 10000\n"
+               "  worldmodels train pendulum_sac --offline data.npz --updates 20000   # no env steps")
     _add_config_args(train, optional=True)
     train.add_argument("--resume", metavar="RUN_DIR", default=None,
                        help="continue a stopped run from its newest checkpoint (with --env-steps: a new total)")
@@ -86,6 +88,23 @@ def _add_train(commands: Any) -> None:
                        help="with --resume: import the plugin code (import_names) the run's config names")
     train.add_argument("--out", default="runs", help="parent directory of run directories (default: runs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--offline", metavar="DATASET", default=None,
+                       help="train from a fixed dataset with no env steps: an .npz file (see 'worldmodels export'), "
+                            "a run directory (its replay buffer) or a Minari dataset directory on disk")
+    train.add_argument("--updates", type=_positive_int, default=None,
+                       help="with --offline (or --resume of an offline run): update steps of the run (default "
+                            "offline.updates, 10000)")
+
+
+def _add_export(commands: Any) -> None:
+    export = commands.add_parser(
+        "export", help="write a run's replay buffer as an .npz dataset (for --offline)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="the .npz holds obs, action, reward, next_obs, terminated, truncated (one row per transition,\n"
+               "oldest first) and row_width (rows per env step); example:\n"
+               "  worldmodels export runs/pendulum_sac/<stamp>_s0 --out pendulum_sac.npz")
+    export.add_argument("run", metavar="RUN", help="a run directory (runs/<exp_name>/<stamp>)")
+    export.add_argument("--out", required=True, metavar="FILE", help="the .npz file to write")
 
 
 def _add_eval(commands: Any) -> None:
@@ -152,32 +171,49 @@ def _train_pipeline(args: argparse.Namespace):
     if args.resume is None:
         if args.config is None:
             raise UsageError("train needs a CONFIG or --resume RUN_DIR (see 'worldmodels train --help')")
-        cfg = compose_config(args.config, args.preset, args.sets, args.seed, args.env_steps)
+        if args.offline is None and args.updates is not None:
+            raise UsageError("--updates is the budget of an offline run: use it with --offline DATASET "
+                             "(an online run counts --env-steps)")
+        if args.offline is not None and args.env_steps is not None:
+            raise UsageError("--offline takes no env steps: give its budget as --updates N, not --env-steps")
+        sets = list(args.sets)
+        if args.offline is not None:
+            sets.append(f"offline.dataset={os.path.abspath(args.offline)!r}")
+            if args.updates is not None:
+                sets.append(f"offline.updates={args.updates}")
+        cfg = compose_config(args.config, args.preset, sets, args.seed, args.env_steps)
         return SerialPipeline(cfg, out_dir=args.out, show_progress=not args.no_progress)
     extra = [name for name, value in (("CONFIG", args.config), ("--set", args.sets), ("--preset", args.preset),
-                                      ("--seed", args.seed)) if value]
+                                      ("--seed", args.seed), ("--offline", args.offline)) if value]
     if extra:
         raise UsageError(f"--resume continues a run with its saved config; drop {', '.join(extra)} "
-                         "(only --env-steps may change)")
-    return SerialPipeline.resume(args.resume, args.env_steps, show_progress=not args.no_progress,
+                         "(only --env-steps, or --updates for an offline run, may change)")
+    if args.env_steps is not None and args.updates is not None:
+        raise UsageError("give one new budget: --env-steps for an online run, --updates for an offline one")
+    budget = args.updates if args.updates is not None else args.env_steps
+    return SerialPipeline.resume(args.resume, budget, show_progress=not args.no_progress,
                                  trust_plugins=args.trust_plugins)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     result = _train_pipeline(args).run()
+    unit = "update step" if result["offline"] else "env step"
     if result["failure"] is not None:
         if result["checkpoint_step"] is None:
             where = "no checkpoint was written before the failure, so the run starts again from the beginning"
         else:
-            where = f"its checkpoint at env step {result['checkpoint_step']} can be resumed with --resume"
+            where = f"its checkpoint at {unit} {result['checkpoint_step']} can be resumed with --resume"
         print(one_line(f"worldmodels: error: {result['failure']} (run directory: {result['run_dir']}; {where})"),
               file=sys.stderr)
         return 1
     if result["stopped_by"] is not None:
-        print(f"stopped by {result['stopped_by']} at env step {result['env_steps']}; checkpoint saved. "
+        print(f"stopped by {result['stopped_by']} at {unit} {result['env_steps']}; checkpoint saved. "
               f"Resume with: worldmodels train --resume {result['run_dir']}")
         return 130 if result["stopped_by"] == "SIGINT" else 143
-    if result["start_env_step"]:
+    if result["offline"]:
+        print(f"finished offline at update step {result['env_steps']} in {result['wall_time']:.1f} s "
+              f"({result['train_iter']} policy updates in all, no env steps)")
+    elif result["start_env_step"]:
         print(f"finished at env step {result['env_steps']}: {result['env_steps'] - result['start_env_step']} env "
               f"steps in this session in {result['wall_time']:.1f} s ({result['env_steps_per_s']:.0f} env steps/s), "
               f"{result['train_iter']} policy updates in all")
@@ -331,8 +367,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from workers.dataset import export_run
+
+    written = export_run(args.run, args.out)
+    print(f"wrote {written['rows']} transitions (row width {written['row_width']}) of {args.run} to {args.out}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "config": cmd_config,
-            "list": cmd_list}
+            "list": cmd_list, "export": cmd_export}
 
 
 def one_line(text: str) -> str:

@@ -245,8 +245,10 @@ class RunLogger:
     ``open`` (while components are being built) are kept as the latest values but not written.
     """
 
-    def __init__(self, total_steps: int, show_progress: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, total_steps: int, show_progress: bool = True, tensorboard: bool = True,
+                 unit: str = "env steps") -> None:
         self.total_steps = int(total_steps)
+        self.unit = unit  # what the progress bar counts
         self.show_progress = show_progress
         self.tensorboard = tensorboard
         self.run_dir: Path | None = None
@@ -277,7 +279,7 @@ class RunLogger:
                     self.columns.append(key)
         if self.show_progress:
             self.bar = tqdm(total=self.total_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                            desc="env steps", file=sys.stdout, mininterval=0.5, smoothing=0.05)
+                            desc=self.unit, file=sys.stdout, mininterval=0.5, smoothing=0.05)
 
     def wall_time(self) -> float:
         return time.perf_counter() - self.start_time

@@ -34,6 +34,7 @@ from workers.checkpoint import (
     validate_checkpoint,
 )
 from workers.collector import SerialCollector
+from workers.dataset import OfflineClock, dataset_buffer, read_dataset
 from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.logger import MlflowTarget, RunLogger, flatten_params, local_mlflow_store, read_progress
@@ -77,7 +78,9 @@ class SerialPipeline:
             torch.set_num_threads(self.threads)
         torch.manual_seed(cfg.seed)
         self.out_dir = Path(out_dir)
-        self.logger = RunLogger(cfg.env_steps, show_progress, tensorboard="tensorboard" in cfg.logger.backends)
+        self.offline = cfg.offline.dataset is not None
+        self.logger = RunLogger(self.budget, show_progress, tensorboard="tensorboard" in cfg.logger.backends,
+                                unit="update steps" if self.offline else "env steps")
         self.mlflow_experiment = mlflow_experiment
         self.mlflow_tags = dict(mlflow_tags or {})
         self.evaluator = Evaluator(cfg.evaluator, cfg.env, seed=cfg.seed + 10_000)
@@ -87,8 +90,15 @@ class SerialPipeline:
             self.logger.progress_metric = f"world_model/{self.world_model.progress_metric}"
         self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(out_dir, cfg.exp_name, cfg.seed)
         try:
-            self.env_buffer = self._make_env_buffer(env_spec)
-            self.collector = SerialCollector(cfg.collector, cfg.env, self.policy, self.env_buffer, seed=cfg.seed)
+            if self.offline:
+                self.env_buffer = dataset_buffer(read_dataset(cfg.offline.dataset), env_spec, seed=cfg.seed)
+                if len(self.env_buffer) < cfg.learner.batch_size:
+                    raise ConfigError(f"offline dataset '{cfg.offline.dataset}' holds {len(self.env_buffer)} "
+                                      f"transitions, fewer than learner.batch_size ({cfg.learner.batch_size})")
+                self.collector: SerialCollector | OfflineClock = OfflineClock()
+            else:
+                self.env_buffer = self._make_env_buffer(env_spec)
+                self.collector = SerialCollector(cfg.collector, cfg.env, self.policy, self.env_buffer, seed=cfg.seed)
         except BaseException:
             if run_dir is None:  # a failed start leaves no run directory behind
                 shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -97,7 +107,7 @@ class SerialPipeline:
             self.evaluator.close()
             raise
         self.learner = Learner(cfg.learner, self.policy, self.world_model, self.env_buffer, self.logger,
-                               start_step=cfg.collector.warmup_steps)
+                               start_step=self.collector.warmup_steps)
         self.next_eval_step = 0
         self.next_checkpoint_step = cfg.checkpoint_every or None
         self.last_eval: dict[str, float] = {}
@@ -105,6 +115,11 @@ class SerialPipeline:
         self.stop_signal: int | None = None
         self.wall_offset = 0.0  # training time before a resume
         self.last_saved_step: int | None = None
+
+    @property
+    def budget(self) -> int:
+        """Where the run stops: ``env_steps`` env steps, or ``offline.updates`` update steps offline."""
+        return int(self.cfg.offline.updates if self.cfg.offline.dataset is not None else self.cfg.env_steps)
 
     @property
     def img_buffer(self) -> Any:
@@ -140,7 +155,7 @@ class SerialPipeline:
         failure, completed = None, False
         try:
             self._open_run_dir()
-            while self.collector.envstep < self.cfg.env_steps and self.stop_signal is None:
+            while self.collector.envstep < self.budget and self.stop_signal is None:
                 self.iteration()
             if self.stop_signal is None:
                 self.final_evaluation()
@@ -170,6 +185,7 @@ class SerialPipeline:
         wall = time.perf_counter() - start
         session_steps = self.collector.envstep - start_step
         return {"run_dir": str(self.run_dir), "env_steps": self.collector.envstep, "wall_time": wall,
+                "offline": self.offline,
                 "start_env_step": start_step, "env_steps_per_s": session_steps / max(wall, 1e-9),
                 "train_iter": self.learner.train_iter,
                 "eval_return_mean": self.last_eval.get("eval_return_mean", float("nan")),
@@ -199,6 +215,13 @@ class SerialPipeline:
         self.logger.open(self.run_dir, start_step=self.collector.envstep, wall_offset=self.wall_offset,
                          mlflow=mlflow)
         self.logger.message(f"run directory: {self.run_dir}")
+        if self.offline:
+            episodes = self.cfg.evaluator.n_episodes
+            self.logger.message(
+                f"offline: training on the {len(self.env_buffer)} transitions of '{self.cfg.offline.dataset}' "
+                f"for {self.budget} update steps, taking no env step; the evaluator still runs {episodes} "
+                f"episode{'s' if episodes != 1 else ''} on {self.cfg.env.id} every "
+                f"{self.cfg.evaluator.eval_freq} update steps (progress.csv's env_step counts update steps)")
         if mlflow is not None:
             self.logger.message(f"MLflow run {self.logger.mlflow.run_id} in experiment '{mlflow.experiment}' "
                                 f"of {mlflow.tracking_uri}")
@@ -247,7 +270,7 @@ class SerialPipeline:
     def in_warmup(self, envstep: int) -> bool:
         """Whether ``envstep`` is in the random warm-up with nothing learning yet: no world-model
         training or imagination, and no evaluation of the untouched policy after step 0."""
-        if envstep >= self.cfg.collector.warmup_steps:
+        if envstep >= self.collector.warmup_steps:
             return False
         return self.world_model is None or not self.world_model.cfg.train_during_warmup
 
@@ -392,11 +415,19 @@ class SerialPipeline:
         require_trust(cfg, f"the run in '{run_dir}'", trust_plugins)
         check_identity(state, path, run_config)
         upgrades = upgrade_config(cfg)
+        offline = (cfg.get("offline") or {}).get("dataset") is not None
+        budget_key = "updates" if offline else "env_steps"
         if env_steps is not None:
-            cfg["env_steps"] = int(env_steps)
-        if cfg["env_steps"] <= state["env_step"]:
-            raise ConfigError(f"the run in '{run_dir}' stopped at env step {state['env_step']}, at or past its "
-                              f"budget of {cfg['env_steps']}; pass --env-steps with a larger total to continue")
+            if offline:
+                cfg["offline"]["updates"] = int(env_steps)
+            else:
+                cfg["env_steps"] = int(env_steps)
+        budget = cfg["offline"]["updates"] if offline else cfg["env_steps"]
+        if budget <= state["env_step"]:
+            unit = "update step" if offline else "env step"
+            raise ConfigError(f"the run in '{run_dir}' stopped at {unit} {state['env_step']}, at or past its "
+                              f"budget of {budget}; pass --{budget_key.replace('_', '-')} with a larger total "
+                              "to continue")
         pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir,
                        mlflow_experiment=mlflow_experiment, mlflow_tags=mlflow_tags)
         try:

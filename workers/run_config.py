@@ -50,6 +50,12 @@ PIPELINE_DEFAULTS: dict = dict(
     # (params, the TensorBoard scalars, checkpoint.pt and progress.csv as artifacts) in
     # mlflow_tracking_uri, by default a local store in mlruns/ beside the experiment folders.
     logger=dict(backends=["tensorboard", "csv"], mlflow_tracking_uri=None),
+    # Offline training (``worldmodels train CONFIG --offline DATASET --updates N``): with a dataset
+    # (an .npz, a run directory or a Minari directory on disk; see workers/dataset.py) the run takes
+    # no env step: it trains for ``updates`` update steps on the dataset, and every ratio and
+    # frequency of the config counts update steps where it would count env steps. The evaluator
+    # still runs its episodes on the env.
+    offline=dict(dataset=None, updates=10_000),
 )
 
 LOGGER_BACKENDS = ("tensorboard", "csv", "mlflow")
@@ -123,6 +129,11 @@ def resolve_config(raw: Mapping) -> EasyDict:
     check_range(cfg, "seed", 0, MAX_SEED)
     check_range(cfg, "env.max_episode_steps", 1, allow_none=True)
     check_range(cfg, "env.action_repeat", 1)
+    check_range(cfg, "offline.updates", 1)
+    dataset = cfg.offline.dataset
+    if dataset is not None and (not isinstance(dataset, str) or not dataset.strip()):
+        raise ConfigError(f"config key 'offline.dataset' must be None (online training) or the path of a "
+                          f"dataset (.npz file, run directory or Minari directory), got {dataset!r}")
     _check_logger(cfg.logger)
     if cfg.learner.batch_size > cfg.buffer.capacity:
         raise ConfigError(f"config key 'learner.batch_size' ({cfg.learner.batch_size}) is larger than "

@@ -204,18 +204,34 @@ class DynaWorldModel(WorldModel):
         length = self.rollout_length(envstep)
         img_buffer.set_capacity(self.img_buffer_capacity(envstep))
         obs = env_buffer.sample(self.cfg.rollout_batch_size, device=self.device)["obs"]
-        pushed = 0
+        pushed, penalty_sum, penalty = 0, 0.0, None
         for _ in range(length):
             action = policy.collect(obs)
             reward, next_obs, done = self.step(obs, action)
+            penalty = self.reward_penalty(obs, action)
+            if penalty is not None:
+                reward = reward - penalty
+                penalty_sum += float(penalty.sum())
             img_buffer.push(obs, action, reward, next_obs, done, torch.zeros_like(done))
             pushed += obs.shape[0]
             alive = ~done
             if not bool(alive.any()):
                 break
             obs = next_obs[alive]
-        return {"rollout_length": float(length), "img_transitions_pushed": float(pushed),
-                "img_buffer_size": float(len(img_buffer))}
+        metrics = {"rollout_length": float(length), "img_transitions_pushed": float(pushed),
+                   "img_buffer_size": float(len(img_buffer))}
+        if penalty is not None:
+            metrics["reward_penalty_mean"] = penalty_sum / max(pushed, 1)
+        return metrics
+
+    def reward_penalty(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor | None:
+        """What to subtract from each imagined reward before it enters the imagination buffer
+        (e.g. MOPO's uncertainty penalty for offline RL); None: nothing.
+
+        Shapes:
+            obs [B, O]; action [B, A] -> [B] or None
+        """
+        return None
 
     def sample(self, env_buffer: Any, img_buffer: Any, batch_size: int, train_iter: int) -> dict:
         """A batch of ``real_ratio`` real and ``1 - real_ratio`` imagined transitions."""
@@ -335,9 +351,10 @@ class DreamWorldModel(WorldModel):
         return out
 
     def state_dict(self) -> dict:
-        """The base state plus the latest imagination starts and whether the model has trained."""
+        """The base state plus the latest imagination starts, whether the model has trained and
+        the env step of its latest update (a Dream policy may act by it: Plan2Explore's switch)."""
         return {**super().state_dict(), "starts": self.starts, "start_continues": self.start_continues,
-                "trained_once": self.trained_once}
+                "trained_once": self.trained_once, "envstep": self.envstep}
 
     def load_state_dict(self, state: Mapping) -> None:
         super().load_state_dict(state)
@@ -347,6 +364,7 @@ class DreamWorldModel(WorldModel):
             self.start_continues = self.start_continues.to(self.device)
         # older checkpoints lack the flag: a model that saved starts had trained
         self.trained_once = bool(state.get("trained_once", self.starts is not None))
+        self.envstep = int(state.get("envstep", 0))
 
     # -- acting (a Dream policy acts through the model's recurrent state) ---------
     feature_dim: int | None = None  # F: the size of a model state as a Dream policy sees it

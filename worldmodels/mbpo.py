@@ -42,6 +42,7 @@ from worldmodels.base import DynaWorldModel, Metrics
 from worldmodels.nets import activation
 
 TERMINATION_MODES = ("auto", "registry", "learned", "none")
+UNCERTAINTIES = ("max_std", "disagreement")  # MOPO's reward-penalty measures
 
 
 class EnsembleLinear(nn.Module):
@@ -560,6 +561,11 @@ class MbpoWorldModel(DynaWorldModel):
         "eval_freq": 1000,
         "rollout_batch_size": 10_000,
         "rollout_freq": 250,
+        # MOPO (offline RL): imagined rewards become r - reward_penalty * u(s, a), u the elites'
+        # uncertainty: "max_std" the largest norm of an elite's predicted std (MOPO's choice),
+        # "disagreement" the norm of the std of the elites' means; 0 turns it off
+        "reward_penalty": 0.0,
+        "uncertainty": "max_std",
     }
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
@@ -568,6 +574,11 @@ class MbpoWorldModel(DynaWorldModel):
         if c.termination not in TERMINATION_MODES:
             raise ConfigError(f"world_model.termination must be one of {', '.join(TERMINATION_MODES)}, "
                               f"got {c.termination!r}")
+        if c.uncertainty not in UNCERTAINTIES:
+            raise ConfigError(f"world_model.uncertainty must be one of {', '.join(UNCERTAINTIES)}, "
+                              f"got {c.uncertainty!r}")
+        if not c.reward_penalty >= 0:
+            raise ConfigError(f"world_model.reward_penalty must be >= 0 (MOPO's lambda), got {c.reward_penalty}")
         obs_shape, action_shape = self.observation_space.shape, self.action_space.shape
         self.discrete = hasattr(self.action_space, "n")  # actions enter the members one-hot
         if obs_shape is None or len(obs_shape) != 1 or (
@@ -763,6 +774,27 @@ class MbpoWorldModel(DynaWorldModel):
         """
         reward, next_obs, logit = self.predict(obs, action, choice=members.to(self.device), generator=generator)
         return reward, next_obs, self._done(obs, action, next_obs, logit)
+
+    @torch.no_grad()
+    def uncertainty(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The elites' uncertainty about each transition (``cfg.uncertainty``), in target units
+        over the reward and the observation change.
+
+        Shapes:
+            obs [B, O]; action [B, A] -> [B]
+        """
+        check_rank("obs", obs, 2)
+        inputs = torch.cat([obs.to(self.device, torch.float32), self.action_input(action)], dim=-1)
+        mean, logvar, _ = self.ensemble(inputs, self.ensemble.elites)  # [K, B, G]
+        if self.cfg.uncertainty == "max_std":
+            return torch.exp(0.5 * logvar).norm(dim=-1).amax(dim=0)
+        return mean.std(dim=0, correction=0).norm(dim=-1)
+
+    def reward_penalty(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor | None:
+        """MOPO's penalty ``reward_penalty * uncertainty`` (None while it is 0). Shapes: -> [B]"""
+        if not self.cfg.reward_penalty:
+            return None
+        return self.cfg.reward_penalty * self.uncertainty(obs, action)
 
     @torch.no_grad()
     def step_mean(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -77,3 +77,23 @@ def test_perf_suite_measures_every_figure_at_tiny_sizes(tmp_path, monkeypatch, c
     for heading in ("load average", "## torch.mm GFLOP/s", "## Training steps", "## Configs through"):
         assert heading in printed
     assert "| pendulum_sac | 50 |" in printed
+
+
+def test_offline_benchmark_runs_each_row_and_dataset_and_reads_finished_runs_back(tmp_path, capsys):
+    import gymnasium as gym
+    import numpy as np
+    import offline
+
+    from workers.buffer import random_buffer
+    from workers.dataset import KEYS
+
+    source = tmp_path / "source.npz"
+    np.savez(source, **random_buffer(gym.make("Pendulum-v1"), 300, seed=1).transitions(keys=KEYS))
+    args = ["--source", str(source), "--out", str(tmp_path / "out"), "--seeds", "1", "--random-steps", "300",
+            "--sac-updates", "12", "--rows", "offline_sac", "--report", str(tmp_path / "report")]
+    assert offline.main(args) == 0
+    first = capsys.readouterr().out
+    assert "offline_sac on replay seed 0: final" in first and "offline_sac on random seed 0: final" in first
+    assert "| offline_sac | random | 1 |" in (tmp_path / "report" / "summary.md").read_text()
+    assert offline.main(args) == 0  # read back, not run again
+    assert capsys.readouterr().out.splitlines()[:2] == first.splitlines()[:2]

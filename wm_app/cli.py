@@ -1,4 +1,4 @@
-"""The ``worldmodels`` command line: train, config, list."""
+"""The ``worldmodels`` command line: train (online or --offline), eval, compare, export, config, list."""
 from __future__ import annotations
 
 import argparse

@@ -138,6 +138,8 @@ def resolve_config(raw: Mapping) -> EasyDict:
     if cfg.learner.batch_size > cfg.buffer.capacity:
         raise ConfigError(f"config key 'learner.batch_size' ({cfg.learner.batch_size}) is larger than "
                           f"'buffer.capacity' ({cfg.buffer.capacity}): no batch could ever be drawn")
+    if dataset is not None and "learning_starts" in (cfg.world_model or {}):
+        cfg.world_model.learning_starts = 0  # offline, the data is all there: learning starts at once
     if "env_id" in (cfg.world_model or {}) and cfg.world_model.env_id is None:
         cfg.world_model.env_id = cfg.env.id
     for section in ("policy", "world_model"):

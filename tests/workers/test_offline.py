@@ -13,7 +13,7 @@ from wm_app.cli import main
 from wm_app.experiment import compose_config
 from workers.buffer import random_buffer
 from workers.checkpoint import load_checkpoint
-from workers.dataset import KEYS, DatasetError, dataset_buffer, export_run, read_dataset
+from workers.dataset import KEYS, DatasetError, dataset_buffer, read_dataset
 from workers.pipeline import SerialPipeline
 from worldmodels.mbpo import MbpoWorldModel
 
@@ -180,3 +180,18 @@ def test_mopo_settings_are_checked():
         MbpoWorldModel(dict(uncertainty="variance", hidden_sizes=[8]), env)
     with pytest.raises(ConfigError, match="world_model.reward_penalty must be >= 0"):
         MbpoWorldModel(dict(reward_penalty=-1.0, hidden_sizes=[8]), env)
+
+
+@pytest.mark.parametrize("config,sets", [("pendulum_dreamerv3", []), ("pendulum_tdmpc", []),
+                                         ("pendulum_steve", ["world_model.train_freq=20"])])
+def test_dream_plan_and_hybrid_configs_train_offline(config, sets, tmp_path):
+    """Learning starts at once offline (a model's learning_starts counts collected env steps)."""
+    write_dataset(tmp_path / "d.npz", steps=400)
+    pipeline = SerialPipeline(offline_cfg(config, tmp_path / "d.npz", 40, "evaluator.eval_freq=40",
+                                          "evaluator.n_episodes=1", "env.max_episode_steps=50", *sets),
+                              out_dir=tmp_path / "runs", show_progress=False)
+    before = {k: v.detach().clone() for k, v in pipeline.world_model.nets.state_dict().items()}
+    result = pipeline.run()
+    assert result["failure"] is None and result["env_steps"] == 40 and len(pipeline.env_buffer) == 400
+    after = pipeline.world_model.nets.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the world model learned from the dataset

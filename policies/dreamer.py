@@ -14,12 +14,24 @@ imagined rollouts and acts in the real env through the model's recurrent state.
 The world model is a Dream model providing what ``DreamWorldModel`` declares (imagination
 starts, ``rollout``, ``initial_state``, ``filter_step``, an action codec, ``feature_dim`` and
 ``sizes``); it imagines as far as its rollout-length schedule says at the real env step.
+
+Plan2Explore (a world model whose ``exploration`` is its ``plan2explore`` config, e.g.
+``dreamerv3`` with ``world_model.plan2explore.enabled``): a second, exploration
+actor-critic imagines from the starts and learns from the intrinsic reward its rollout
+returns in ``aug_rewards`` (the model's ``intrinsic_reward`` of each imagined state and
+action) plus ``extrinsic_scale`` times the task reward. The task actor-critic learns on the
+task reward from the same imagination: ``task_horizon`` steps of the task actor from every
+state the explorer imagined, weighted by the chance that the explorer's rollout is still
+running there, its critic regressed on lambda-returns bootstrapped from itself (zero-shot:
+the task actor never needs to collect). The exploration actor collects until the env step
+``explore_until`` (None: always), the task actor after; evaluation always uses the task actor.
 """
 from __future__ import annotations
 
 import copy
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -137,6 +149,18 @@ class Actor(nn.Module):
         return (params[1].log() + HALF_LOG_2PI_E).sum(-1)
 
 
+@dataclass(frozen=True)
+class ActorCritic:
+    """One actor-critic's nets and the prefix of its optimisers' names (``{prefix}actor``,
+    ``{prefix}critic``): the task's (prefix "") or Plan2Explore's exploration one ("explore_")."""
+
+    prefix: str
+    actor: Actor
+    critic: nn.Module
+    slow_critic: nn.Module
+    return_norm: ReturnNormalizer
+
+
 @POLICY_REGISTRY.register("dreamer")
 class DreamerPolicy(Policy):
     """DreamerV3's actor-critic; see the module docstring. Needs a ``dreamerv3``-like world model.
@@ -210,17 +234,43 @@ class DreamerPolicy(Policy):
             "critic": adam(self.critic.parameters(), lr=c.critic_lr, eps=c.adam_eps),
         }
         self.states: dict[str, dict[str, torch.Tensor]] = {}  # "collect" / "eval" recurrent states
+        self.task = ActorCritic("", self.actor, self.critic, self.slow_critic, self.return_norm)
+        # Plan2Explore: the model's plan2explore config when enabled (module docstring)
+        self.exploration = getattr(world_model, "exploration", None)
+        self.explorer: ActorCritic | None = None
+        if self.exploration is not None:
+            with seeded_init(self.seed + 2):
+                actor = Actor(feature_dim, action_dim, self.discrete, units, layers, c.action_unimix,
+                              c.min_std, c.max_std)
+                critic = norm_mlp(feature_dim, units, layers, c.critic_bins, zero_output=True)
+            self.explorer = ActorCritic("explore_", actor, critic, copy.deepcopy(critic).requires_grad_(False),
+                                        ReturnNormalizer(c.return_norm_decay, *c.return_percentiles,
+                                                         c.return_scale_floor))
+            for name in ("actor", "critic", "slow_critic", "return_norm"):
+                self.nets[f"explore_{name}"] = getattr(self.explorer, name).to(self.device)
+            self.optimizers["explore_actor"] = adam(actor.parameters(), lr=c.actor_lr, eps=c.adam_eps)
+            self.optimizers["explore_critic"] = adam(critic.parameters(), lr=c.critic_lr, eps=c.adam_eps)
 
     # -- acting ---------------------------------------------------------
     def collect(self, obs: torch.Tensor) -> torch.Tensor:
-        return self._act("collect", obs, self.generator)
+        return self._act("collect", obs, self.generator, self.explorer.actor if self.explores() else self.actor)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         return self._act("eval", obs, None)
 
-    def _act(self, key: str, obs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Filter ``obs`` into the ``key`` state and pick actions: sampled latents and actions
-        with a generator, modes without.
+    def explores(self) -> bool:
+        """Whether the exploration actor collects now: Plan2Explore is on and the world model's
+        env step (that of its latest update, which is the collector's step whenever the policy
+        collects) is below ``explore_until`` (None: always)."""
+        if self.explorer is None:
+            return False
+        until = self.exploration.explore_until
+        return until is None or self.world_model.envstep < until
+
+    def _act(self, key: str, obs: torch.Tensor, generator: torch.Generator | None,
+             actor: Actor | None = None) -> torch.Tensor:
+        """Filter ``obs`` into the ``key`` state and pick actions (``actor``: the task actor by
+        default): sampled latents and actions with a generator, modes without.
 
         Shapes:
             obs [B, *obs_shape] -> env actions [B, A] (Box) or [B] (Discrete)
@@ -231,7 +281,8 @@ class DreamerPolicy(Policy):
             state = self._state(key, obs.shape[0])
             deter, stoch = model.filter_step(state["deter"], state["stoch"], state["action"], obs,
                                              state["is_first"], generator)
-            action = self.actor.sample(self.actor(torch.cat([deter, stoch], dim=-1)), generator)
+            actor = self.actor if actor is None else actor
+            action = actor.sample(actor(torch.cat([deter, stoch], dim=-1)), generator)
         self.states[key] = {"deter": deter, "stoch": stoch, "action": action,
                             "is_first": torch.zeros_like(state["is_first"])}
         return model.actions.to_env(action)
@@ -284,29 +335,91 @@ class DreamerPolicy(Policy):
         if not isinstance(data, ImaginationStarts):
             raise TypeError(f"policy 'dreamer' learns from ImaginationStarts (a Dream model's policy_input), "
                             f"got {type(data).__name__}")
-        c = self.cfg
+        if self.explorer is not None:
+            return self.learn_exploring(data)
         model = self.world_model
         with self.autocast():
             starts, start_continues = self.pick_starts(data)
             states, actions, rewards, dones, actor_outputs = self.imagine(model, starts, data.envstep)
             continues = torch.cat([start_continues.unsqueeze(0), 1.0 - dones])
-            critic_log_probs, values = self.critic_forward(states)
-            returns = lambda_returns(rewards, values, continues[1:], c.gamma, c.return_lambda)
-            weights = (torch.cumprod(c.gamma * continues, 0) / c.gamma).detach()[:-1]
-            self.return_norm.update(returns)
-            actor_loss, entropy = self.actor_loss(states, actions, returns, values, weights, actor_outputs)
-            critic_loss = self.critic_loss(states, critic_log_probs, returns, weights)
+            actor_loss, critic_loss, entropy, returns, values = self.losses(
+                self.task, states, actions, rewards, continues, actor_outputs)
 
         # actor and critic step together, each clipped, or (non-finite loss or gradient) not at all
-        self.guard.step_groups("actor_critic_loss", actor_loss + critic_loss,
-                               [(self.optimizers["actor"], self.actor.parameters(), c.grad_clip),
-                                (self.optimizers["critic"], self.critic.parameters(), c.grad_clip)])
+        self.guard.step_groups("actor_critic_loss", actor_loss + critic_loss, self.optimizer_groups(self.task))
         self.update_slow_critic()
         self.train_iter += 1
         return {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(), "entropy": entropy.item(),
                 "imagined_return": returns.mean().item(), "imagined_reward": rewards.mean().item(),
                 "imagined_continue": continues[1:].mean().item(), "value": values.mean().item(),
                 "return_scale": self.return_norm.scale().item(), "nonfinite_skipped": float(self.guard.skipped)}
+
+    def learn_exploring(self, data: ImaginationStarts) -> dict[str, float]:
+        """Plan2Explore's update (module docstring): the explorer imagines from the starts and
+        learns from its rollout's ``aug_rewards`` (the intrinsic reward of each imagined state
+        and action) plus ``extrinsic_scale`` times the task reward; the task actor-critic learns
+        from ``task_horizon`` steps of its own actor from every state of that imagination."""
+        model, explore = self.world_model, self.exploration
+        with self.autocast():
+            starts, start_continues = self.pick_starts(data)
+            states, actions, rewards, aug_rewards, dones, outputs = self.imagine_with(
+                model, starts, data.envstep, self.explorer, intrinsic=True)
+            continues = torch.cat([start_continues.unsqueeze(0), 1.0 - dones])
+            intrinsic = aug_rewards[:-1]  # of (s_t, a_t): aligned with rewards[t], of arriving at s_(t+1)
+            explore_rewards = intrinsic + explore.extrinsic_scale * rewards
+            explore_losses = self.losses(self.explorer, states, actions, explore_rewards, continues, outputs)
+
+            # the task actor-critic from every imagined state, weighted by the chance it is reached
+            alive = torch.cumprod(continues, 0)[:-1].detach().flatten()
+            task_states, task_actions, task_rewards, _, task_dones, task_outputs = self.imagine_with(
+                model, states[:-1].detach().flatten(0, 1), data.envstep, self.task, horizon=explore.task_horizon)
+            task_continues = torch.cat([alive.unsqueeze(0), 1.0 - task_dones])
+            task_losses = self.losses(self.task, task_states, task_actions, task_rewards, task_continues,
+                                      task_outputs)
+
+        actor_loss, critic_loss, entropy, returns, values = task_losses
+        self.guard.step_groups("actor_critic_loss", explore_losses[0] + explore_losses[1] + actor_loss + critic_loss,
+                               self.optimizer_groups(self.explorer) + self.optimizer_groups(self.task))
+        self.update_slow_critic()
+        self.update_slow_critic(self.explorer)
+        self.train_iter += 1
+        return {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(), "entropy": entropy.item(),
+                "imagined_return": returns.mean().item(), "imagined_reward": rewards.mean().item(),
+                "imagined_continue": continues[1:].mean().item(), "value": values.mean().item(),
+                "return_scale": self.return_norm.scale().item(), "nonfinite_skipped": float(self.guard.skipped),
+                "intrinsic_reward": intrinsic.mean().item(), "explore_actor_loss": explore_losses[0].item(),
+                "explore_critic_loss": explore_losses[1].item(), "explore_entropy": explore_losses[2].item(),
+                "explore_imagined_return": explore_losses[3].mean().item(),
+                "explore_value": explore_losses[4].mean().item(),
+                "explore_return_scale": self.explorer.return_norm.scale().item(),
+                "exploring": float(self.explores())}
+
+    def losses(self, ac: ActorCritic, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+               continues: torch.Tensor, actor_outputs: tuple[torch.Tensor, ...] | None
+               ) -> tuple[torch.Tensor, ...]:
+        """The actor and critic losses of ``ac`` on an imagined trajectory, its mean entropy, the
+        lambda-returns and the values; updates ``ac``'s return normaliser.
+
+        Shapes:
+            states [H+1, B, F], actions [H+1, B, A], rewards [H, B], continues [H+1, B] (the
+            start's, then those of arriving at each state) -> scalars, scalar, returns [H, B],
+            values [H+1, B]
+        """
+        c = self.cfg
+        which = {} if ac is self.task else {"ac": ac}
+        critic_log_probs, values = self.critic_forward(states, **which)
+        returns = lambda_returns(rewards, values, continues[1:], c.gamma, c.return_lambda)
+        weights = (torch.cumprod(c.gamma * continues, 0) / c.gamma).detach()[:-1]
+        ac.return_norm.update(returns)
+        actor_loss, entropy = self.actor_loss(states, actions, returns, values, weights, actor_outputs, **which)
+        critic_loss = self.critic_loss(states, critic_log_probs, returns, weights, **which)
+        return actor_loss, critic_loss, entropy, returns, values
+
+    def optimizer_groups(self, ac: ActorCritic) -> list[tuple[torch.optim.Optimizer, Any, float]]:
+        """``ac``'s actor and critic optimisers with their parameters and clip, for one guarded step."""
+        clip = self.cfg.grad_clip
+        return [(self.optimizers[f"{ac.prefix}actor"], ac.actor.parameters(), clip),
+                (self.optimizers[f"{ac.prefix}critic"], ac.critic.parameters(), clip)]
 
     def pick_starts(self, data: ImaginationStarts) -> tuple[torch.Tensor, torch.Tensor]:
         """``imagine_starts`` of the start states, drawn without replacement.
@@ -324,38 +437,60 @@ class DreamerPolicy(Policy):
     def imagine(self, model: Any, starts: torch.Tensor, envstep: int) -> tuple[torch.Tensor, ...]:
         """Roll the actor out in the model for as many steps as its schedule says at ``envstep``.
 
+        Shapes:
+            starts [B, F] -> states [H+1, B, F], actions [H+1, B, A], rewards [H, B], dones [H, B],
+            actor outputs (REINFORCE: each [H+1, B, ...]; backprop: None)
+        """
+        states, actions, rewards, _, dones, outputs = self.imagine_with(model, starts, envstep, self.task)
+        return states, actions, rewards, dones, outputs
+
+    def imagine_with(self, model: Any, starts: torch.Tensor, envstep: int, ac: ActorCritic,
+                     intrinsic: bool = False, horizon: int | None = None) -> tuple[torch.Tensor, ...]:
+        """Roll ``ac``'s actor out in the model for ``horizon`` steps (None: as many as its
+        schedule says at ``envstep``); with ``intrinsic`` the rollout's ``aug_rewards`` are the
+        model's ``intrinsic_reward`` of each state and the action taken in it, else zeros.
+
         With REINFORCE the rollout itself needs no graph: it runs without one, and the
         actor's outputs at each state are kept (with their graph) for the loss instead of
         being recomputed. With backpropagation the actions keep their gradients through
         the dynamics.
 
         Shapes:
-            starts [B, F] -> states [H+1, B, F], actions [H+1, B, A], rewards [H, B], dones [H, B],
-            actor outputs (REINFORCE: each [H+1, B, ...]; backprop: None)
+            starts [B, F] -> states [H+1, B, F], actions [H+1, B, A], rewards [H, B],
+            aug_rewards [H+1, B], dones [H, B], actor outputs (REINFORCE: each [H+1, B, ...];
+            backprop: None)
         """
         outputs: list[tuple[torch.Tensor, ...]] = []
+        actor = ac.actor
+
+        def aug_reward(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+            return model.intrinsic_reward(state, action) if intrinsic else state.new_zeros(state.shape[0])
 
         def actor_fn(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             if self.backprop:
-                return self.actor.sample(self.actor(state), self.generator), state.new_zeros(state.shape[0])
+                action = actor.sample(actor(state), self.generator)
+                return action, aug_reward(state, action)
             with torch.enable_grad():
-                params = self.actor(state)
+                params = actor(state)
             outputs.append(params)
-            action = self.actor.sample(tuple(p.detach() for p in params), self.generator)
-            return action, state.new_zeros(state.shape[0])
+            action = actor.sample(tuple(p.detach() for p in params), self.generator)
+            return action, aug_reward(state, action)
 
+        extra = {} if horizon is None else {"horizon": horizon}
         if self.backprop:
-            states, actions, rewards, _, dones = model.rollout(starts, actor_fn, envstep)
+            states, actions, rewards, aug_rewards, dones = model.rollout(starts, actor_fn, envstep, **extra)
             if states.shape[0] > 1 and not states[1:].requires_grad:
                 raise ContractError(f"world model '{model.cfg.type}': imagined states carry no gradient, so the "
                                     "continuous actor cannot learn through the dynamics (imagine_step must not run "
                                     "under torch.no_grad; or set policy.actor_grad='reinforce')")
-            return states, actions, rewards, dones, None
+            return states, actions, rewards, aug_rewards, dones, None
         with torch.no_grad():
-            states, actions, rewards, _, dones = model.rollout(starts, actor_fn, envstep)
-        return states, actions, rewards, dones, tuple(torch.stack(parts) for parts in zip(*outputs, strict=True))
+            states, actions, rewards, aug_rewards, dones = model.rollout(starts, actor_fn, envstep, **extra)
+        return (states, actions, rewards, aug_rewards, dones,
+                tuple(torch.stack(parts) for parts in zip(*outputs, strict=True)))
 
-    def critic_forward(self, states: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def critic_forward(self, states: torch.Tensor, ac: ActorCritic | None = None
+                       ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The critic's log-probabilities for its loss and its values for the returns.
 
         With REINFORCE one forward serves both: the values are detached. With
@@ -365,57 +500,63 @@ class DreamerPolicy(Policy):
         Shapes:
             states [H+1, B, F] -> log_probs [H, B, K] or None, values [H+1, B]
         """
+        critic = (ac or self.task).critic
         if not self.backprop:
-            log_probs = F.log_softmax(self.critic(states.detach()), dim=-1)
+            log_probs = F.log_softmax(critic(states.detach()), dim=-1)
             return log_probs[:-1], self.twohot.mean(log_probs.detach(), normalized=True)
-        self.critic.requires_grad_(False)
+        critic.requires_grad_(False)
         try:
-            return None, self.twohot.mean(self.critic(states))
+            return None, self.twohot.mean(critic(states))
         finally:
-            self.critic.requires_grad_(True)
+            critic.requires_grad_(True)
 
     def actor_loss(self, states: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor, values: torch.Tensor,
-                   weights: torch.Tensor, actor_outputs: tuple[torch.Tensor, ...] | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   weights: torch.Tensor, actor_outputs: tuple[torch.Tensor, ...] | None = None,
+                   ac: ActorCritic | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """REINFORCE (``log pi(a) * sg(advantage)``) or backpropagated normalised returns,
         plus the entropy bonus, weighted; returns the loss and the mean entropy.
 
         Shapes:
             states [H+1, B, F], actions [H+1, B, A], returns [H, B], values [H+1, B], weights [H, B],
-            actor_outputs: the actor's outputs at ``states`` (each [H+1, B, ...]); None: computed here
+            actor_outputs: the actor's outputs at ``states`` (each [H+1, B, ...]); None: computed here;
+            ac: whose actor (the task's by default)
         """
-        scale = self.return_norm.scale()
+        ac = ac or self.task
+        actor = ac.actor
+        scale = ac.return_norm.scale()
         if actor_outputs is None:
-            params = self.actor(states[:-1].detach())
+            params = actor(states[:-1].detach())
         else:
             params = tuple(part[:-1] for part in actor_outputs)
         if self.backprop:
             objective = (returns - values[:-1].detach()) / scale
         else:
             advantage = ((returns - values[:-1]) / scale).detach()
-            objective = self.actor.log_prob(params, actions[:-1].detach()) * advantage
-        entropy = self.actor.entropy(params)
+            objective = actor.log_prob(params, actions[:-1].detach()) * advantage
+        entropy = actor.entropy(params)
         loss = -(weights * (objective + self.cfg.entropy_coef * entropy)).mean()
         return loss, entropy.mean().detach()
 
     def critic_loss(self, states: torch.Tensor, log_probs: torch.Tensor | None, returns: torch.Tensor,
-                    weights: torch.Tensor) -> torch.Tensor:
+                    weights: torch.Tensor, ac: ActorCritic | None = None) -> torch.Tensor:
         """Twohot log-likelihood of the returns and of the slow critic's values, weighted.
 
         Shapes:
             states [H+1, B, F], log_probs [H, B, K] (None: computed here), returns [H, B],
-            weights [H, B] -> scalar
+            weights [H, B] -> scalar; ac: whose critic (the task's by default)
         """
+        ac = ac or self.task
         states = states[:-1].detach()
         if log_probs is None:
-            log_probs = F.log_softmax(self.critic(states), dim=-1)
+            log_probs = F.log_softmax(ac.critic(states), dim=-1)
         with torch.no_grad():
-            slow_values = self.twohot.mean(self.slow_critic(states))
+            slow_values = self.twohot.mean(ac.slow_critic(states))
         log_likelihood = (self.twohot.log_prob(log_probs, returns.detach(), normalized=True)
                           + self.cfg.slow_critic_reg * self.twohot.log_prob(log_probs, slow_values, normalized=True))
         return -(weights * log_likelihood).mean()
 
     @torch.no_grad()
-    def update_slow_critic(self) -> None:
-        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(), strict=True):
+    def update_slow_critic(self, ac: ActorCritic | None = None) -> None:
+        ac = ac or self.task
+        for slow, fast in zip(ac.slow_critic.parameters(), ac.critic.parameters(), strict=True):
             slow.lerp_(fast, self.cfg.slow_critic_fraction)

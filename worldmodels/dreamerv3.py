@@ -18,6 +18,12 @@ follows a stream of the buffer (``sample_sequence_streams``): the next batch's r
 continues where this batch's row b ended, from the posterior state it ended in, detached so
 that gradients stop at the batch boundary. Episode starts reset the state as within a
 sequence; a stream that reaches the newest step starts over at a random one.
+
+With ``plan2explore.enabled`` (Plan2Explore, ``worldmodels.plan2explore``) an ensemble of
+one-step predictors trains on each batch after the world model's step, from detached
+posterior states and actions to the next step's latent or embedding; ``intrinsic_reward``
+is their disagreement on an imagined (state, action), which the ``dreamer`` policy takes
+through ``rollout``'s ``aug_rewards``.
 """
 from __future__ import annotations
 
@@ -32,7 +38,8 @@ from easydict import EasyDict
 from registry import WORLD_MODEL_REGISTRY
 from wm_core.config import ConfigError
 from wm_core.utils import adam, check_rank, frozen, seeded_init
-from worldmodels.base import ActionCodec, ActorFn, DreamWorldModel, Metrics
+from worldmodels import plan2explore
+from worldmodels.base import ActionCodec, ActorFn, ContractError, DreamWorldModel, Metrics
 from worldmodels.dreamer_nets import (
     ConvDecoder,
     ConvEncoder,
@@ -114,6 +121,7 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         "learning_starts": 1024,
         "log_every": 50,
         "tbptt": False,  # carry the posterior state from batch to batch along buffer streams (module docstring)
+        "plan2explore": dict(plan2explore.DEFAULTS),  # Plan2Explore's disagreement ensemble (module docstring)
     }
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
@@ -155,6 +163,17 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         self.feature_dim = feature_dim
         self.optimizers["model"] = adam(self.nets.parameters(), lr=c.lr, eps=c.adam_eps)
         self.init_replay_ratio()
+        # Plan2Explore: the ensemble has its own optimiser; the model's step never touches it
+        plan2explore.check_config(c.plan2explore)
+        self.disagreement: plan2explore.Disagreement | None = None
+        if c.plan2explore.enabled:
+            p2e = c.plan2explore
+            target_dim = rssm.stoch_dim if p2e.target == "stoch" else encoder.out_dim
+            with seeded_init(self.seed + 5):
+                self.disagreement = plan2explore.Disagreement(p2e.ensemble, feature_dim, self.actions.dim,
+                                                              p2e.units or sizes.units, p2e.layers, target_dim)
+            self.nets["plan2explore"] = self.disagreement.to(self.device)
+            self.optimizers["plan2explore"] = adam(self.disagreement.parameters(), lr=p2e.lr, eps=c.adam_eps)
         # tbptt: each batch row's buffer stream (slot, next step) and the state its last chunk ended in
         self.streams: dict[str, torch.Tensor] | None = None
         self.carried: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -171,6 +190,18 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
     def sequence_length(self) -> int:
         """Steps per sampled sequence."""
         return int(self.cfg.sequence_length)
+
+    @property
+    def exploration(self) -> EasyDict | None:
+        """The ``plan2explore`` config when it is enabled (the ``dreamer`` policy then trains an
+        exploration actor-critic on ``intrinsic_reward``), else None."""
+        return self.cfg.plan2explore if self.disagreement is not None else None
+
+    def model_parameters(self) -> Any:
+        """The parameters the world-model loss trains (all but the Plan2Explore ensemble)."""
+        if self.disagreement is None:
+            return self.nets.parameters()
+        return [p for name, net in self.nets.items() if name != "plan2explore" for p in net.parameters()]
 
     # -- learning -------------------------------------------------------
     def sample_batch(self, env_buffer: Any) -> dict[str, torch.Tensor]:
@@ -200,11 +231,13 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         """
         start = self.carried if self.cfg.tbptt else None
         with self.autocast():
-            loss, metrics, observed = self.loss(batch, start)
+            loss, metrics, observed, embed = self.loss_and_embed(batch, start)
         # a non-finite loss or gradient skips the step (counted; too many in a row stop the run)
-        stepped = self.guard.step("model_loss", loss, self.optimizers["model"], self.nets.parameters(),
+        stepped = self.guard.step("model_loss", loss, self.optimizers["model"], self.model_parameters(),
                                   self.cfg.grad_clip)
         grad_norm = self.guard.last_grad_norm
+        if self.disagreement is not None:
+            metrics.update(self.train_disagreement(batch, observed, embed))
         self.gradient_steps += 1
         self.starts = observed.features.detach().flatten(0, 1)
         self.start_continues = (1.0 - batch["terminated"].float()).flatten()
@@ -214,6 +247,55 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
             metrics["carried_rows"] = 1.0 - float(batch["is_first"][0].float().mean())
             self.carry(observed, stepped)
         return metrics
+
+    def disagreement_data(self, batch: Mapping[str, torch.Tensor], observed: Observed, embed: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The ensemble's training pairs of a batch, detached: the posterior state a step starts
+        from (the previous step's, or at an episode start the first observation's) and its
+        action, and the step's posterior latent or embedding. A batch's first step that is no
+        episode start has no state to start from here and is left out.
+
+        Shapes:
+            batch as ``train_step``; embed [T, B, E] -> features [N, F], actions [N, A], targets [N, D]
+        """
+        features = observed.features.detach()
+        is_first = batch["is_first"].bool()
+        previous = torch.cat([features[:1], features[:-1]])
+        previous[is_first] = observed.first_features.detach().to(previous.dtype)
+        valid = is_first.clone()
+        valid[1:] = True
+        target = observed.stoch if self.cfg.plan2explore.target == "stoch" else embed
+        actions = self.actions.to_model(batch["action"])
+        return previous[valid], actions[valid], target.detach()[valid]
+
+    def train_disagreement(self, batch: Mapping[str, torch.Tensor], observed: Observed, embed: torch.Tensor
+                           ) -> Metrics:
+        """One step of the Plan2Explore ensemble on a batch's pairs (``disagreement_data``);
+        returns its loss and the intrinsic reward of the batch's own (state, action) pairs
+        before the step (low where the data are familiar)."""
+        features, actions, targets = self.disagreement_data(batch, observed, embed)
+        with self.autocast():
+            predictions = self.disagreement(features, actions)
+            loss = (predictions - targets.float().unsqueeze(0)).square().mean()
+        self.guard.step("plan2explore_loss", loss, self.optimizers["plan2explore"],
+                        self.disagreement.parameters(), self.cfg.plan2explore.grad_clip)
+        disagreement = predictions.detach().var(0, correction=0).mean()
+        return {"plan2explore_loss": loss.item(),
+                "plan2explore_disagreement": self.cfg.plan2explore.intrinsic_scale * disagreement.item()}
+
+    def intrinsic_reward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Plan2Explore's reward of taking ``action`` in ``state``: ``intrinsic_scale`` times the
+        ensemble's disagreement (``Disagreement.reward``) about the next step.
+
+        Shapes:
+            state [B, F], action [B, A] (model actions) -> [B]
+
+        Raises:
+            ContractError: ``plan2explore`` is not enabled.
+        """
+        if self.disagreement is None:
+            raise ContractError("world_model.plan2explore.enabled is False: dreamerv3 has no intrinsic reward")
+        return self.cfg.plan2explore.intrinsic_scale * self.disagreement.reward(state, action)
 
     def carry(self, observed: Observed, stepped: bool) -> None:
         """Keep the last posterior state of every row (detached: gradients stop at the batch
@@ -231,6 +313,13 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
 
         Shapes: as ``train_step``; start: deter [B, D], stoch [B, S*C]
         """
+        loss, metrics, observed, _ = self.loss_and_embed(batch, start)
+        return loss, metrics, observed
+
+    def loss_and_embed(self, batch: Mapping[str, torch.Tensor],
+                       start: tuple[torch.Tensor, torch.Tensor] | None = None
+                       ) -> tuple[torch.Tensor, Metrics, Observed, torch.Tensor]:
+        """``loss`` and the embeddings of the batch's ``next_obs`` [T, B, E]."""
         check_rank("batch['reward']", batch["reward"], 2)
         steps, size = batch["reward"].shape
         obs, next_obs = batch["obs"], batch["next_obs"]
@@ -258,7 +347,7 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         metrics = {"loss": loss.item(), "recon_loss": recon.item(), "reward_loss": reward_loss.item(),
                    "cont_loss": cont_loss.item(), "kl": dyn_kl.mean().item(),
                    "posterior_entropy": -(post.exp() * post).sum((-2, -1)).mean().item()}
-        return loss, metrics, observed
+        return loss, metrics, observed, embed[: steps * size].unflatten(0, (steps, size))
 
     def kl_losses(self, dyn_kl: torch.Tensor, rep_kl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each KL term clipped below at ``free_nats`` per state, then averaged: a state

@@ -1,0 +1,108 @@
+"""Plan2Explore (Sekar et al., 2020) for the Dream path: ``world_model.plan2explore`` of ``dreamerv3``.
+
+An ensemble of one-step predictors, each mapping a posterior state and the action taken
+in it to the next step's stochastic latent (``target="stoch"``) or observation embedding
+(``"embed"``), learns from the world model's own training batches (inputs and targets
+detached, so no gradient reaches the world model). Where the members disagree the model
+is unsure: the variance of their predictions across the ensemble, averaged over the
+output dimensions, is the intrinsic reward of an imagined (state, action), which the
+``dreamer`` policy receives through ``rollout``'s ``aug_rewards`` and which its
+exploration actor-critic maximises (``policies.dreamer``).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wm_core.config import ConfigError
+from wm_core.utils import check_rank
+
+TARGETS = ("stoch", "embed")
+
+# world_model.plan2explore: the world model's part (ensemble) and the dreamer policy's part
+DEFAULTS: dict[str, Any] = {
+    "enabled": False,
+    "ensemble": 5,  # one-step predictors
+    "units": None,  # hidden width of each predictor; None: the world model's units
+    "layers": 2,  # hidden layers of each predictor
+    "lr": 3e-4,  # Adam learning rate of the ensemble
+    "grad_clip": 100.0,  # gradient-norm clip of the ensemble
+    "target": "stoch",  # what the members predict: the next posterior latent (stoch) or embedding (embed)
+    "intrinsic_scale": 1.0,  # the intrinsic reward is this times the disagreement
+    # the dreamer policy's part
+    "extrinsic_scale": 0.0,  # weight of the task reward in the exploration actor-critic's reward
+    "explore_until": None,  # env step from which the task actor collects; None: the exploration actor always
+    "task_horizon": 1,  # imagined steps of the task actor from every state of the explorer's imagination
+}
+
+
+def check_config(cfg: Mapping) -> None:
+    """Raises ConfigError naming a bad ``world_model.plan2explore`` value."""
+    for key, least in (("ensemble", 2), ("layers", 0), ("task_horizon", 1)):
+        if cfg[key] < least:
+            raise ConfigError(f"world_model.plan2explore.{key} must be >= {least}, got {cfg[key]}")
+    if cfg.units is not None and (not isinstance(cfg.units, int) or cfg.units < 1):
+        raise ConfigError(f"world_model.plan2explore.units must be None or an int >= 1, got {cfg.units!r}")
+    if cfg.target not in TARGETS:
+        raise ConfigError(f"world_model.plan2explore.target must be one of {', '.join(TARGETS)}, "
+                          f"got {cfg.target!r}")
+    for key in ("lr", "grad_clip", "intrinsic_scale", "extrinsic_scale"):
+        if cfg[key] < 0:
+            raise ConfigError(f"world_model.plan2explore.{key} must be >= 0, got {cfg[key]}")
+    until = cfg.explore_until
+    if until is not None and (isinstance(until, bool) or not isinstance(until, (int, float)) or until < 0):
+        raise ConfigError(f"world_model.plan2explore.explore_until must be None or an env step >= 0, "
+                          f"got {until!r}")
+
+
+class Disagreement(nn.Module):
+    """``members`` MLPs (Linear, LayerNorm, SiLU per hidden layer) run as one batched
+    forward: every weight is an ``[E, in, out]`` tensor. Each member is initialised from
+    its own draws (fan-in uniform, as ``nn.Linear``), which is where their disagreement on
+    unseen inputs comes from.
+
+    Shapes:
+        forward: features [N, F], action [N, A] -> predictions [E, N, out_dim]
+        reward: features [N, F], action [N, A] -> disagreement [N]
+    """
+
+    def __init__(self, members: int, feature_dim: int, action_dim: int, units: int, layers: int,
+                 out_dim: int) -> None:
+        super().__init__()
+        dims = [feature_dim + action_dim, *([units] * layers), out_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(dims[:-1], dims[1:], strict=True):
+            bound = 1.0 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
+        self.members, self.out_dim = int(members), int(out_dim)
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        check_rank("features", features, 2)
+        x = torch.cat([features, action.to(features.dtype)], dim=-1)
+        x = x.unsqueeze(0).expand(self.members, -1, -1)
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(bias.to(x.dtype), x, weight.to(x.dtype))
+            if i < last:
+                x = F.silu(F.layer_norm(x, x.shape[-1:]))
+        return x.float()  # float32 under bf16 autocast
+
+    def loss(self, features: torch.Tensor, action: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of every member against the same targets.
+
+        Shapes:
+            features [N, F], action [N, A], target [N, out_dim] -> scalar
+        """
+        return (self(features, action) - target.float().unsqueeze(0)).square().mean()
+
+    def reward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The variance of the members' predictions across the ensemble, averaged over the
+        output dimensions (population variance: divided by E)."""
+        return self(features, action).var(0, correction=0).mean(-1)

@@ -17,7 +17,7 @@ from registry import BUFFER_REGISTRY, require_trust
 from wm_core.config import ConfigError, to_plain
 from wm_core.guards import NonFiniteError, NonFiniteStateError
 from wm_envs.make import EnvError
-from workers.buffer import space_storage
+from workers.buffer import ReplayBuffer, space_storage
 from workers.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from workers.checkpoint import (
     CheckpointError,
@@ -71,7 +71,9 @@ class SerialPipeline:
 
     def __init__(self, cfg: Mapping, out_dir: str | Path = "runs", show_progress: bool = True,
                  run_dir: str | Path | None = None, mlflow_experiment: str | None = None,
-                 mlflow_tags: Mapping[str, str] | None = None) -> None:
+                 mlflow_tags: Mapping[str, str] | None = None, *, restoring: bool = False) -> None:
+        """``restoring``: a checkpoint's state follows (``resume``), so an offline run's dataset is
+        not read: the checkpoint holds it."""
         self.cfg = cfg = resolve_config(cfg)
         self.threads = resolve_threads(cfg.num_threads)
         if self.threads:
@@ -90,12 +92,18 @@ class SerialPipeline:
             self.logger.progress_metric = f"world_model/{self.world_model.progress_metric}"
         self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(out_dir, cfg.exp_name, cfg.seed)
         try:
-            if self.offline:
+            if self.offline and restoring:
+                obs_shape, obs_dtype = space_storage(env_spec.observation_space)
+                action_shape, action_dtype = space_storage(env_spec.action_space)
+                self.env_buffer = ReplayBuffer(1, obs_shape, action_shape, obs_dtype=obs_dtype,  # the state fills it
+                                               action_dtype=action_dtype, seed=cfg.seed)
+                self.collector: SerialCollector | OfflineClock = OfflineClock()
+            elif self.offline:
                 self.env_buffer = dataset_buffer(read_dataset(cfg.offline.dataset), env_spec, seed=cfg.seed)
                 if len(self.env_buffer) < cfg.learner.batch_size:
                     raise ConfigError(f"offline dataset '{cfg.offline.dataset}' holds {len(self.env_buffer)} "
                                       f"transitions, fewer than learner.batch_size ({cfg.learner.batch_size})")
-                self.collector: SerialCollector | OfflineClock = OfflineClock()
+                self.collector = OfflineClock()
             else:
                 self.env_buffer = self._make_env_buffer(env_spec)
                 self.collector = SerialCollector(cfg.collector, cfg.env, self.policy, self.env_buffer, seed=cfg.seed)
@@ -429,7 +437,7 @@ class SerialPipeline:
                               f"budget of {budget}; pass --{budget_key.replace('_', '-')} with a larger total "
                               "to continue")
         pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir,
-                       mlflow_experiment=mlflow_experiment, mlflow_tags=mlflow_tags)
+                       mlflow_experiment=mlflow_experiment, mlflow_tags=mlflow_tags, restoring=True)
         try:
             pipeline.load_state_dict(state)
             pipeline.check_state()  # an inf in the optimiser state would silently stall learning

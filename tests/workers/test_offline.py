@@ -195,3 +195,16 @@ def test_dream_plan_and_hybrid_configs_train_offline(config, sets, tmp_path):
     assert result["failure"] is None and result["env_steps"] == 40 and len(pipeline.env_buffer) == 400
     after = pipeline.world_model.nets.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the world model learned from the dataset
+
+
+def test_resuming_an_offline_run_needs_no_dataset_and_extends_with_updates(tmp_path, capsys):
+    write_dataset(tmp_path / "d.npz")
+    first = SerialPipeline(offline_cfg("pendulum_sac", tmp_path / "d.npz", 30, "evaluator.eval_freq=30"),
+                           out_dir=tmp_path / "runs", show_progress=False).run()
+    (tmp_path / "d.npz").unlink()  # the checkpoint holds the dataset
+    assert main(["train", "--resume", first["run_dir"], "--updates", "50", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "finished offline at update step 50" in out
+    assert [int(row["env_step"]) for row in progress(first["run_dir"])] == [0, 30, 50]
+    assert main(["train", "--resume", first["run_dir"], "--updates", "40"]) == 2
+    assert "stopped at update step 50, at or past its budget of 40; pass --updates" in capsys.readouterr().err

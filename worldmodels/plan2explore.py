@@ -94,14 +94,6 @@ class Disagreement(nn.Module):
                 x = F.silu(F.layer_norm(x, x.shape[-1:]))
         return x.float()  # float32 under bf16 autocast
 
-    def loss(self, features: torch.Tensor, action: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean squared error of every member against the same targets.
-
-        Shapes:
-            features [N, F], action [N, A], target [N, out_dim] -> scalar
-        """
-        return (self(features, action) - target.float().unsqueeze(0)).square().mean()
-
     def reward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The variance of the members' predictions across the ensemble, averaged over the
         output dimensions (population variance: divided by E)."""

@@ -71,6 +71,8 @@ T_LATENT = "tests/worldmodels/test_latent.py"
 T_DMC = "tests/wm_envs/test_dmc.py"
 T_IDENTITY = "tests/security/test_identity.py"
 T_CHECKPOINT_FAULTS = "tests/faults/test_checkpoint_faults.py"
+T_OFFLINE = "tests/workers/test_offline.py"
+T_P2E = "tests/worldmodels/test_plan2explore.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     # -- worldmodels/base.py ----------------------------------------------
@@ -438,6 +440,25 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("checkpoint-current-format-refused", "workers/checkpoint.py",
              'if state["format"] > FORMAT:', 'if state["format"] >= FORMAT:',
              "a checkpoint of the current format is refused as too new", (T_IDENTITY, T_CHECKPOINT_FAULTS)),
+    # -- offline training, MOPO, Plan2Explore -------------------------------
+    Mutation("dataset-ring-order-ignored", "workers/dataset.py",
+             "order = np.arange(size) if size < capacity else (pos + np.arange(size)) % capacity",
+             "order = np.arange(size)",
+             "a run's wrapped replay ring is exported in storage order, not oldest first", (T_OFFLINE,)),
+    Mutation("offline-learning-starts-kept", "workers/run_config.py",
+             "cfg.world_model.learning_starts = 0", "pass",
+             "offline, a model waits learning_starts update steps before it learns", (T_OFFLINE,)),
+    Mutation("mbpo-penalty-added", "worldmodels/base.py",
+             "reward = reward - penalty", "reward = reward + penalty",
+             "MOPO's penalty raises imagined rewards instead of lowering them", (T_OFFLINE,)),
+    Mutation("mbpo-max-std-averaged", "worldmodels/mbpo.py",
+             "return torch.exp(0.5 * logvar).norm(dim=-1).amax(dim=0)",
+             "return torch.exp(0.5 * logvar).norm(dim=-1).mean(dim=0)",
+             "max_std uncertainty averages the elites instead of taking the largest", (T_OFFLINE,)),
+    Mutation("plan2explore-std-not-variance", "worldmodels/plan2explore.py",
+             "return self(features, action).var(0, correction=0).mean(-1)",
+             "return self(features, action).std(0, correction=0).mean(-1)",
+             "the intrinsic reward is the members' standard deviation, not their variance", (T_P2E,)),
 )
 
 

@@ -115,6 +115,8 @@ def test_overrides_resolve_to_the_values_given(capsys):
 @PROPERTY
 @given(pairs=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=2))
 @example(pairs=[("policy.gamma", 0.5), ("seed", 7)])  # a valid run: random draws rarely are
+@example(pairs=[("buffer", 1)])  # an AttributeError escaped
+@example(pairs=[("buffer", None)])  # silently became the default buffer
 @example(pairs=[("buffer.storage", "")])  # refused once the run directory existed: it was left behind
 @example(pairs=[("buffer.import_names", ":\r")])  # a line break inside a name the message quotes
 def test_random_overrides_train_or_fail_without_leaving_a_run(pairs, tmp_path_factory, capsys):

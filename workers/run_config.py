@@ -100,6 +100,10 @@ def resolve_config(raw: Mapping) -> EasyDict:
     """
     defaults = copy.deepcopy(PIPELINE_DEFAULTS)
     open_sections = {key: raw[key] for key in ("policy", "world_model", "buffer") if key in raw}
+    for key in ("policy", "buffer"):  # world_model may also be None: a model-free run
+        if key in open_sections and not isinstance(open_sections[key], Mapping):
+            raise ConfigError(f"config key '{key}' must be a dict with a 'type' (e.g. {{'type': "
+                              f"'{PIPELINE_DEFAULTS[key]['type']}'}}), got {open_sections[key]!r}")
     rest = {k: v for k, v in raw.items() if k not in open_sections}
     cfg = merge_config({k: v for k, v in defaults.items() if k not in open_sections}, rest)
     cfg.policy = _resolve_component(POLICY_REGISTRY, "policy", open_sections.get("policy", defaults["policy"]))

@@ -8,7 +8,7 @@ Plan2Explore's exploration on. Not tuned or measured here yet.
 config = dict(
     exp_name="mountaincar_dreamerv3",
     seed=0,
-    env_steps=50_000,
+    env_steps=20_000,
     env=dict(id="MountainCarContinuous-v0"),
     collector=dict(env_num=1, warmup_steps=1000),
     buffer=dict(type="replay", capacity=100_000),

@@ -381,13 +381,18 @@ def space_storage(space: Any) -> tuple[tuple, Any]:
     return tuple(space.shape), dtype
 
 
+def space_buffer(env_spec: Any, capacity: int, seed: int = 0) -> ReplayBuffer:
+    """An empty in-memory ``ReplayBuffer`` of ``capacity`` rows shaped and typed for the spaces of
+    ``env_spec`` (anything with ``observation_space`` and ``action_space``)."""
+    obs_shape, obs_dtype = space_storage(env_spec.observation_space)
+    action_shape, action_dtype = space_storage(env_spec.action_space)
+    return ReplayBuffer(capacity, obs_shape, action_shape, obs_dtype=obs_dtype, action_dtype=action_dtype, seed=seed)
+
+
 def random_buffer(env: Any, steps: int, seed: int = 0, capacity: int | None = None) -> ReplayBuffer:
     """A buffer of ``steps`` transitions of one ``env`` under uniformly random actions (benchmarks
     and tests train models on it); ``capacity`` defaults to ``steps`` (a smaller one keeps the newest)."""
-    obs_shape, obs_dtype = space_storage(env.observation_space)
-    action_shape, action_dtype = space_storage(env.action_space)
-    buffer = ReplayBuffer(steps if capacity is None else capacity, obs_shape, action_shape, obs_dtype=obs_dtype,
-                          action_dtype=action_dtype, seed=seed)
+    buffer = space_buffer(env, steps if capacity is None else capacity, seed)
     env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)
     for _ in range(steps):

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from wm_core.config import ConfigError
-from workers.buffer import ReplayBuffer, space_storage
+from workers.buffer import ReplayBuffer, space_buffer, space_storage
 from workers.checkpoint import load_checkpoint
 
 KEYS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
@@ -59,8 +59,8 @@ def read_dataset(path: str | Path) -> dict[str, np.ndarray]:
         data = _read_npz(path)
     elif (path / "checkpoint.pt").is_file() or (path / "config.json").is_file():
         data = _read_run(path)
-    elif _minari_file(path) is not None:
-        data = _read_minari(_minari_file(path))
+    elif (minari := _minari_file(path)) is not None:
+        data = _read_minari(minari)
     else:
         raise DatasetError(f"offline dataset '{path}' is a directory with neither a checkpoint.pt (a run "
                            "directory) nor data/main_data.hdf5 (a Minari dataset)")
@@ -172,8 +172,7 @@ def dataset_buffer(data: Mapping[str, np.ndarray], env_spec: Any, *, seed: int) 
     Raises:
         DatasetError: an observation or action shape that is not the env's.
     """
-    obs_shape, obs_dtype = space_storage(env_spec.observation_space)
-    action_shape, action_dtype = space_storage(env_spec.action_space)
+    obs_shape, action_shape = space_storage(env_spec.observation_space)[0], space_storage(env_spec.action_space)[0]
     rows = len(data["reward"])
     expected = {"obs": obs_shape, "next_obs": obs_shape, "action": action_shape}
     for key, shape in expected.items():
@@ -183,7 +182,7 @@ def dataset_buffer(data: Mapping[str, np.ndarray], env_spec: Any, *, seed: int) 
         if have != tuple(shape):
             raise DatasetError(f"offline dataset: '{key}' rows have shape {have}, but the env's "
                                f"{'observation' if key != 'action' else 'action'} space has shape {tuple(shape)}")
-    buffer = ReplayBuffer(rows, obs_shape, action_shape, obs_dtype=obs_dtype, action_dtype=action_dtype, seed=seed)
+    buffer = space_buffer(env_spec, rows, seed)
     width = int(data["row_width"])
     # one push per env step of ``width`` rows keeps the slots' layout (sequence models read it);
     # rows of a single slot go in large chunks
@@ -208,7 +207,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> dict[str, int]:
         raise DatasetError(f"export writes an .npz file; '{out}' does not end in .npz")
     if not (run_dir / "checkpoint.pt").is_file():
         raise DatasetError(f"'{run_dir}' is not a run directory with a checkpoint.pt")
-    data = check_dataset(_read_run(run_dir), str(run_dir))
+    data = read_dataset(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     with open(partial, "wb") as handle:

@@ -17,7 +17,7 @@ from registry import BUFFER_REGISTRY, require_trust
 from wm_core.config import ConfigError, to_plain
 from wm_core.guards import NonFiniteError, NonFiniteStateError
 from wm_envs.make import EnvError
-from workers.buffer import ReplayBuffer, space_storage
+from workers.buffer import space_buffer, space_storage
 from workers.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from workers.checkpoint import (
     CheckpointError,
@@ -93,10 +93,7 @@ class SerialPipeline:
         self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(out_dir, cfg.exp_name, cfg.seed)
         try:
             if self.offline and restoring:
-                obs_shape, obs_dtype = space_storage(env_spec.observation_space)
-                action_shape, action_dtype = space_storage(env_spec.action_space)
-                self.env_buffer = ReplayBuffer(1, obs_shape, action_shape, obs_dtype=obs_dtype,  # the state fills it
-                                               action_dtype=action_dtype, seed=cfg.seed)
+                self.env_buffer = space_buffer(env_spec, 1, cfg.seed)  # the checkpoint's state fills it
                 self.collector: SerialCollector | OfflineClock = OfflineClock()
             elif self.offline:
                 self.env_buffer = dataset_buffer(read_dataset(cfg.offline.dataset), env_spec, seed=cfg.seed)

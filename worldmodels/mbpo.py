@@ -675,6 +675,15 @@ class MbpoWorldModel(DynaWorldModel):
         check_rank("action", action, 2)
         return action.float()
 
+    def model_inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The members' raw input ``[obs, action]``.
+
+        Shapes:
+            obs [B, O]; action [B, A] (Discrete: [B]) -> [B, O + A] (Discrete: [B, O + n])
+        """
+        check_rank("obs", obs, 2)
+        return torch.cat([obs.to(self.device, torch.float32), self.action_input(action)], dim=-1)
+
     @property
     def planning_members(self) -> int:
         """Members a planner's particle may follow (``step_members``): the elites."""
@@ -697,9 +706,8 @@ class MbpoWorldModel(DynaWorldModel):
             obs: [B, O]; action: [B, A] (Discrete: [B]); choice [B] ->
             reward [B], next_obs [B, O], termination logit [B] (0 if no head)
         """
-        check_rank("obs", obs, 2)
         deterministic = self.cfg.deterministic if deterministic is None else deterministic
-        inputs = torch.cat([obs.to(self.device, torch.float32), self.action_input(action)], dim=-1)
+        inputs = self.model_inputs(obs, action)
         batch = inputs.shape[0]
         elites = self.ensemble.elites
         generator = self.generator if generator is None else generator
@@ -783,9 +791,7 @@ class MbpoWorldModel(DynaWorldModel):
         Shapes:
             obs [B, O]; action [B, A] -> [B]
         """
-        check_rank("obs", obs, 2)
-        inputs = torch.cat([obs.to(self.device, torch.float32), self.action_input(action)], dim=-1)
-        mean, logvar, _ = self.ensemble(inputs, self.ensemble.elites)  # [K, B, G]
+        mean, logvar, _ = self.ensemble(self.model_inputs(obs, action), self.ensemble.elites)  # [K, B, G]
         if self.cfg.uncertainty == "max_std":
             return torch.exp(0.5 * logvar).norm(dim=-1).amax(dim=0)
         return mean.std(dim=0, correction=0).norm(dim=-1)
@@ -799,8 +805,7 @@ class MbpoWorldModel(DynaWorldModel):
     @torch.no_grad()
     def step_mean(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The elites' mean prediction (no sampling). Shapes: as ``step``."""
-        check_rank("obs", obs, 2)
-        inputs = torch.cat([obs.to(self.device, torch.float32), self.action_input(action)], dim=-1)
+        inputs = self.model_inputs(obs, action)
         mean, _, logits = self.ensemble(inputs, self.ensemble.elites)
         mean, logit = mean.mean(dim=0), (logits.mean(dim=0)[:, 0] if logits.shape[-1] else None)
         next_obs = inputs[:, : self.obs_dim] + mean[:, 1:]

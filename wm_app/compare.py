@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import time
 import traceback
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -75,11 +79,41 @@ class Pair:
         return {"mlflow_experiment": self.experiment or None, "mlflow_tags": tags}
 
 
+# A pool worker's view of a signal to the comparison: the pair it runs finishes its step and saves,
+# and the worker starts no pair after it (the pool may already have handed it the next one).
+_worker: dict[str, Any] = {"in_pool": False, "stopped_by": None, "pipeline": None}
+
+
+def _init_pool_worker() -> None:
+    """Pool initializer: SIGINT/SIGTERM between runs (a run installs its own handlers) and the
+    parent's forwarded stop request (SIGUSR1) mark the worker stopped."""
+    _worker.update(in_pool=True, stopped_by=None, pipeline=None)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _worker_signalled)
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, _parent_stop_request)
+
+
+def _worker_signalled(signum: int, frame: Any) -> None:
+    _worker["stopped_by"] = _worker["stopped_by"] or signum
+
+
+def _parent_stop_request(signum: int, frame: Any) -> None:
+    """The comparison's process was signalled: stop as SIGTERM would (once, even if the same
+    signal also reached this process directly)."""
+    _worker["stopped_by"] = _worker["stopped_by"] or signal.SIGTERM
+    if _worker["pipeline"] is not None:
+        _worker["pipeline"].request_stop(signal.SIGTERM, " (by the comparison)")
+
+
 def run_pair(pair: Pair) -> dict[str, Any]:
     """Run (or resume, or skip) one pair; never raises: a failure comes back as ``error``."""
     from workers.pipeline import SerialPipeline
 
     result_path = pair.run_dir / RESULT_NAME
+    not_run = {**pair.identity(), "seed": pair.seed, "error": NOT_RUN}
+    if _worker["stopped_by"] is not None:
+        return not_run
     try:
         if result_path.is_file():
             result = json.loads(result_path.read_text())
@@ -103,7 +137,15 @@ def run_pair(pair: Pair) -> dict[str, Any]:
                 if pair.run_dir.exists():  # an earlier attempt that never reached a checkpoint
                     shutil.rmtree(pair.run_dir)
                 pipeline = SerialPipeline(cfg, show_progress=False, run_dir=pair.run_dir, **pair.mlflow_labels())
-            summary = pipeline.run()
+            _worker["pipeline"] = pipeline
+            if _worker["stopped_by"] is not None:  # signalled while this pair was being set up
+                return not_run
+            try:
+                summary = pipeline.run()
+            finally:
+                _worker["pipeline"] = None
+            if summary["stopped_by"] is not None and _worker["in_pool"]:
+                _worker["stopped_by"] = signal.Signals[summary["stopped_by"]]
             if summary["failure"] is not None:
                 raise RunFailed(summary["failure"])
             if summary["stopped_by"] is not None:
@@ -159,21 +201,93 @@ def _run_local(pairs: Sequence[Pair], workers: int, progress: Any) -> list[dict]
             if _stopped_by_signal(results[-1]):
                 break
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_pair, pair) for pair in pairs]
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_pool_worker)
+        with _ignoring_stop_requests():
+            futures = [pool.submit(run_pair, pair) for pair in pairs]  # the workers start here
+        with _StopOnSignal(futures) as stop, pool:
             for future in futures:
+                while not future.done():  # a worker that was still starting when asked to stop is asked again
+                    wait([future], timeout=1.0)
+                    stop.forward()
                 if future.cancelled():
                     continue
                 results.append(_report(future.result(), progress))
                 if _stopped_by_signal(results[-1]):
-                    for pending in futures:
-                        pending.cancel()
+                    _cancel(futures)
     finished = {(result["config"], result["seed"]) for result in results}
     return results + [{**pair.identity(), "seed": pair.seed, "error": NOT_RUN} for pair in pairs
                       if (pair.name, pair.seed) not in finished]
 
 
 NOT_RUN = "not run: the compare was stopped by a signal; run the same command again to resume"
+
+
+def _cancel(futures: Sequence[Future]) -> None:
+    for pending in futures:
+        pending.cancel()
+
+
+@contextmanager
+def _ignoring_stop_requests() -> Iterator[None]:
+    """Pool workers are spawned ignoring the parent's stop request (SIGUSR1), whose default
+    would kill one still starting; their initializer installs its handler."""
+    if not hasattr(signal, "SIGUSR1"):
+        yield
+        return
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+class _StopOnSignal:
+    """While the pool runs: SIGINT/SIGTERM to this process cancels the pairs not yet handed out
+    and asks every worker to stop its pair after the current step (it saves a checkpoint) and
+    to start no other. A second signal is passed on as it is: the runs stop at once."""
+
+    def __init__(self, futures: Sequence[Future]) -> None:
+        self.futures = futures
+        self.seen: list[int] = []
+        self.previous: dict = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[signum] = signal.signal(signum, self._on_signal)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.seen.append(signum)
+        if len(self.seen) > 1:
+            for child in multiprocessing.active_children():
+                _send(child.pid, signum)
+            raise KeyboardInterrupt
+        print(f"{signal.Signals(signum).name} received: the running pairs finish their step and save; "
+              "the others are not started", file=sys.stderr, flush=True)
+        _cancel(self.futures)
+        self.forward()
+
+    def forward(self) -> None:
+        """Ask every worker to stop (a repeated request changes nothing in a worker)."""
+        if self.seen:
+            for child in multiprocessing.active_children():
+                _send(child.pid, getattr(signal, "SIGUSR1", signal.SIGTERM))
+
+
+def _send(pid: int | None, signum: int) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:  # it has just exited
+        pass
 
 
 def _stopped_by_signal(result: dict) -> bool:

@@ -251,13 +251,24 @@ class SerialPipeline:
         return MlflowTarget(uri, self.mlflow_experiment or self.cfg.exp_name, artifact_location,
                             flatten_params(to_plain(self.cfg)), tags)
 
+    def request_stop(self, signum: int, source: str = "") -> None:
+        """Finish the current iteration, save and return from ``run`` (what SIGINT/SIGTERM do).
+        A request after the first changes nothing: a comparison that forwards a signal its
+        workers also received directly must not stop them at once."""
+        if self.stop_signal is not None:
+            return
+        self.stop_signal = signum
+        self.logger.message(f"{signal.Signals(signum).name} received{source}: finishing this step and saving",
+                            always=True)
+
     def _install_signal_handlers(self) -> dict:
+        signalled = []
+
         def request_stop(signum: int, frame: Any) -> None:
-            if self.stop_signal is not None:  # a second signal stops at once
+            if signalled:  # a second signal stops at once (a request_stop call before it is no signal)
                 raise KeyboardInterrupt
-            self.stop_signal = signum
-            self.logger.message(f"{signal.Signals(signum).name} received: finishing this step and saving",
-                                always=True)
+            signalled.append(signum)
+            self.request_stop(signum)
 
         handlers = {}
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -347,3 +347,53 @@ def test_the_command_line_plans_the_rows_once_and_announces_them(tmp_path, capsy
     assert code == 0 and len(calls) == 1
     out = capsys.readouterr().out
     assert out.count("comparing ") == 1 and "over 1 seed(s): 2 runs" in out and "[2/2]" in out
+
+
+def living_processes_in_group(pgid):
+    """The processes of a process group that have not exited (zombies, awaiting their reaper, have)."""
+    living = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)": state, ppid, pgrp
+        except OSError:  # it has just exited
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            living.append(stat.parent.name)
+    return living
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc (Linux)")
+@pytest.mark.parametrize("to", ["parent", "group"])
+def test_sigterm_to_a_two_worker_compare_saves_the_running_pairs_and_starts_no_other(to, tmp_path):
+    """`kill PID` reaches only the compare's process, `kill -- -PGID` (or the end of a session)
+    every process: either way the two running pairs save a checkpoint, the third never starts
+    and no process is left behind."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "cmp"
+    runs = out / "runs" / "pendulum_sac"
+    command = [sys.executable, "-m", "wm_app.cli", "compare", "pendulum_sac", "--seeds", "3", "--workers", "2",
+               "--preset", "debug", "--env-steps", "1000000", "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=Path(__file__).parents[2], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((runs / f"seed{k}" / "progress.csv").is_file() for k in (0, 1)):  # both have started
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.2)
+        if to == "parent":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "the others are not started" in output
+    assert all((runs / f"seed{k}" / "checkpoint.pt").is_file() for k in (0, 1)), output
+    assert not (runs / "seed2").exists(), output
+    time.sleep(1.0)
+    assert living_processes_in_group(proc.pid) == []  # no worker outlives the compare
+    assert "seed 2: " + compare_module().NOT_RUN in (out / "summary.md").read_text()

@@ -132,3 +132,31 @@ def test_signal_stops_with_checkpoint_and_resume_instructions(signum, tmp_path):
     resumed = SerialPipeline.resume(run_dir, env_steps=step + 300, show_progress=False).run()
     reference = run("pendulum_sac", tmp_path / "ref", env_steps=step + 300)
     assert progress_without_wall_time(resumed["run_dir"]) == progress_without_wall_time(reference["run_dir"])
+
+
+def signalled_at_step_100(pipeline, *actions):
+    """Run ``pipeline`` with ``actions`` (a stop request, or signals to this process) at env step 100."""
+    real_iteration = pipeline.iteration
+
+    def iteration():
+        real_iteration()
+        if pipeline.collector.envstep == 100:
+            for action in actions:
+                action()
+    pipeline.iteration = iteration
+    return pipeline.run()
+
+
+def test_a_stop_request_then_the_same_signal_saves_but_two_signals_stop_at_once(tmp_path):
+    """A comparison forwards a signal to its workers, which may have received it too: the request
+    and the signal stop the run once, with its checkpoint; two real signals stop it at once."""
+    cfg = compose_config("pendulum_sac", preset="debug", sets=(), env_steps=None)
+    pipeline = SerialPipeline(cfg, out_dir=tmp_path / "a", show_progress=False)
+    summary = signalled_at_step_100(pipeline, lambda: pipeline.request_stop(signal.SIGTERM, " (by the comparison)"),
+                                    lambda: os.kill(os.getpid(), signal.SIGTERM))
+    assert summary["stopped_by"] == "SIGTERM"
+    assert load_checkpoint(Path(summary["run_dir"]) / "checkpoint.pt")["env_step"] == 100
+    pipeline = SerialPipeline(cfg, out_dir=tmp_path / "b", show_progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        signalled_at_step_100(pipeline, lambda: os.kill(os.getpid(), signal.SIGTERM),
+                              lambda: os.kill(os.getpid(), signal.SIGTERM))

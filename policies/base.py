@@ -51,6 +51,12 @@ class Policy(Component, abc.ABC):
     def learn(self, data: Any) -> dict[str, float]:
         """One update from a batch (or from a world model); returns metrics."""
 
+    def imagined_length(self, envstep: int) -> int | None:
+        """The steps this policy imagines ahead at ``envstep`` when it decides that itself (a
+        planner's horizon), logged as the run's ``rollout_length``; None (here): the world
+        model's rollout-length schedule decides."""
+        return None
+
     def reset(self, mask: Any = None, *, evaluation: bool = False) -> None:
         """Forget per-env recurrent state where ``mask`` [B] is True (all when None).
 

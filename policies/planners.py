@@ -186,6 +186,10 @@ class PlannerPolicy(Policy):
         self.plans: dict[str, torch.Tensor | None] = {"collect": None, "act": None}  # warm-start means
         self.kept: dict[str, torch.Tensor | None] = {"collect": None, "act": None}  # carried candidates
 
+    def imagined_length(self, envstep: int) -> int:
+        """The planning horizon: what the planner imagines, whatever the model's schedule says."""
+        return int(self.cfg.horizon)
+
     # -- construction ---------------------------------------------------
     def check_config(self, c: Mapping) -> None:
         """Raise ConfigError for values outside their valid ranges."""

@@ -61,7 +61,8 @@ class WorldModel(Component, abc.ABC):
         """What this kind of model does at one pipeline iteration, logged; returns the metrics
         by prefix. Here: train when due and ``min_env_transitions`` are stored, evaluate when
         due; Dyna models also fill their imagination buffer. Every kind reports the schedule's
-        rollout length (``imagination/rollout_length``)."""
+        rollout length (``imagination/rollout_length``): the policy's own when it imagines as
+        far as it decides (a planner's horizon), else the schedule's."""
         self.envstep = int(envstep)
         out: dict[str, Metrics] = {}
         if len(env_buffer) >= self.cfg.min_env_transitions and self.should_train(envstep):
@@ -72,12 +73,13 @@ class WorldModel(Component, abc.ABC):
             self.log("world_model", metrics, envstep)
             out["world_model"] = {**out.get("world_model", {}), **metrics}
         out["imagination"] = self.update_imagination(policy, env_buffer, envstep, train_iter)
-        length = float(self.rollout_length(envstep))
-        if length != self._reported_length:  # logged when it changes: every progress.csv row carries it
-            if "rollout_length" not in out["imagination"]:
-                self.log("imagination", {"rollout_length": length}, envstep)
-            self._reported_length = length
-        out["imagination"].setdefault("rollout_length", length)
+        own = policy.imagined_length(envstep) if policy is not None else None
+        length = float(self.rollout_length(envstep) if own is None else own)
+        logged = out["imagination"].get("rollout_length")  # by a Dyna fill, at the schedule's length
+        if logged != length and (length != self._reported_length or logged is not None):
+            self.log("imagination", {"rollout_length": length}, envstep)  # when it changes: progress.csv rows carry it
+        self._reported_length = length
+        out["imagination"]["rollout_length"] = length
         return out
 
     def update_imagination(self, policy: Any, env_buffer: Any, envstep: int, train_iter: int) -> Metrics:

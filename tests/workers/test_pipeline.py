@@ -207,6 +207,16 @@ def test_dyna_and_hybrid_runs_have_the_rollout_length_column(tmp_path, name):
     assert rollout_lengths(tmp_path, name)
 
 
+@pytest.mark.parametrize("name", ["pendulum_pets", "pendulum_tdmpc"])
+def test_a_planner_run_logs_its_planning_horizon_as_the_rollout_length(tmp_path, name):
+    """The model's schedule (0 for pets' unused imagination buffer, 15 for the latent model's
+    Dream rollouts) is not what a planner imagines: its horizon is."""
+    cfg = compose_config(name, preset="debug")
+    lengths = rollout_lengths(tmp_path, name)
+    assert lengths and set(lengths) == {float(cfg.policy.horizon)}
+    assert cfg.policy.horizon != cfg.world_model.rollout_length_scheduler.rollout_length
+
+
 def test_a_run_saved_with_the_old_dreamer_horizon_resumes(tmp_path, capsys):
     from wm_app.cli import main
     from workers.checkpoint import config_fingerprint, upgrade_config

@@ -342,13 +342,18 @@ class DreamerPolicy(Policy):
             starts, start_continues = self.pick_starts(data)
             states, actions, rewards, dones, actor_outputs = self.imagine(model, starts, data.envstep)
             continues = torch.cat([start_continues.unsqueeze(0), 1.0 - dones])
-            actor_loss, critic_loss, entropy, returns, values = self.losses(
-                self.task, states, actions, rewards, continues, actor_outputs)
+            task_losses = self.losses(self.task, states, actions, rewards, continues, actor_outputs)
 
         # actor and critic step together, each clipped, or (non-finite loss or gradient) not at all
-        self.guard.step_groups("actor_critic_loss", actor_loss + critic_loss, self.optimizer_groups(self.task))
+        self.guard.step_groups("actor_critic_loss", task_losses[0] + task_losses[1], self.optimizer_groups(self.task))
         self.update_slow_critic()
         self.train_iter += 1
+        return self.task_metrics(task_losses, rewards, continues)
+
+    def task_metrics(self, task_losses: tuple, rewards: torch.Tensor, continues: torch.Tensor) -> dict[str, float]:
+        """The metrics of one update: the task actor-critic's ``losses`` and the imagination's
+        rewards [H, N] and continues [H + 1, N]."""
+        actor_loss, critic_loss, entropy, returns, values = task_losses
         return {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(), "entropy": entropy.item(),
                 "imagined_return": returns.mean().item(), "imagined_reward": rewards.mean().item(),
                 "imagined_continue": continues[1:].mean().item(), "value": values.mean().item(),
@@ -377,16 +382,13 @@ class DreamerPolicy(Policy):
             task_losses = self.losses(self.task, task_states, task_actions, task_rewards, task_continues,
                                       task_outputs)
 
-        actor_loss, critic_loss, entropy, returns, values = task_losses
-        self.guard.step_groups("actor_critic_loss", explore_losses[0] + explore_losses[1] + actor_loss + critic_loss,
+        self.guard.step_groups("actor_critic_loss",
+                               explore_losses[0] + explore_losses[1] + task_losses[0] + task_losses[1],
                                self.optimizer_groups(self.explorer) + self.optimizer_groups(self.task))
         self.update_slow_critic()
         self.update_slow_critic(self.explorer)
         self.train_iter += 1
-        return {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(), "entropy": entropy.item(),
-                "imagined_return": returns.mean().item(), "imagined_reward": rewards.mean().item(),
-                "imagined_continue": continues[1:].mean().item(), "value": values.mean().item(),
-                "return_scale": self.return_norm.scale().item(), "nonfinite_skipped": float(self.guard.skipped),
+        return {**self.task_metrics(task_losses, rewards, continues),
                 "intrinsic_reward": intrinsic.mean().item(), "explore_actor_loss": explore_losses[0].item(),
                 "explore_critic_loss": explore_losses[1].item(), "explore_entropy": explore_losses[2].item(),
                 "explore_imagined_return": explore_losses[3].mean().item(),

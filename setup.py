@@ -32,7 +32,7 @@ setup(
         "pillow>=9",  # resizes rendered frames to 64x64 (the pixels env wrapper)
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", *MLFLOW, *OFFLINE],  # the MLflow and Minari tests run, not skip
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", *MLFLOW, *OFFLINE],  # the MLflow and Minari tests run, not skip
         "ray": ["ray>=2.9"],
         "mlflow": MLFLOW,
         "offline": OFFLINE,

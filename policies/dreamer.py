@@ -408,13 +408,12 @@ class DreamerPolicy(Policy):
             values [H+1, B]
         """
         c = self.cfg
-        which = {} if ac is self.task else {"ac": ac}
-        critic_log_probs, values = self.critic_forward(states, **which)
+        critic_log_probs, values = self.critic_forward(states, ac)
         returns = lambda_returns(rewards, values, continues[1:], c.gamma, c.return_lambda)
         weights = (torch.cumprod(c.gamma * continues, 0) / c.gamma).detach()[:-1]
         ac.return_norm.update(returns)
-        actor_loss, entropy = self.actor_loss(states, actions, returns, values, weights, actor_outputs, **which)
-        critic_loss = self.critic_loss(states, critic_log_probs, returns, weights, **which)
+        actor_loss, entropy = self.actor_loss(states, actions, returns, values, weights, actor_outputs, ac)
+        critic_loss = self.critic_loss(states, critic_log_probs, returns, weights, ac)
         return actor_loss, critic_loss, entropy, returns, values
 
     def optimizer_groups(self, ac: ActorCritic) -> list[tuple[torch.optim.Optimizer, Any, float]]:

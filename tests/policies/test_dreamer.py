@@ -206,13 +206,13 @@ def test_learn_weights_each_step_by_the_discounted_chance_of_reaching_it(monkeyp
     seen = {}
     actor_loss, critic_loss = policy.actor_loss, policy.critic_loss
 
-    def record_actor(states, actions, returns, values, weights, outputs=None):
+    def record_actor(states, actions, returns, values, weights, outputs=None, ac=None):
         seen.update(returns=returns, values=values, actor_weights=weights)
-        return actor_loss(states, actions, returns, values, weights, outputs)
+        return actor_loss(states, actions, returns, values, weights, outputs, ac)
 
-    def record_critic(states, log_probs, returns, weights):
+    def record_critic(states, log_probs, returns, weights, ac=None):
         seen["critic_weights"] = weights
-        return critic_loss(states, log_probs, returns, weights)
+        return critic_loss(states, log_probs, returns, weights, ac)
 
     monkeypatch.setattr(policy, "actor_loss", record_actor)
     monkeypatch.setattr(policy, "critic_loss", record_critic)

@@ -403,6 +403,7 @@ class SerialPipeline:
         its ``logger.backends`` it continues the MLflow run that the run directory names.
 
         Args:
+            env_steps: a new total budget (None: the run's own); of update steps for an offline run.
             trust_plugins: True to import any plugin code the run's config names, or the
                 names that may be imported; by default a run that names plugins is refused.
             mlflow_experiment, mlflow_tags: as for the constructor (the experiment is used only
@@ -431,18 +432,14 @@ class SerialPipeline:
         require_trust(cfg, f"the run in '{run_dir}'", trust_plugins)
         check_identity(state, path, run_config)
         upgrades = upgrade_config(cfg)
+        # the budget of an offline run is its update steps (offline.updates), else its env steps
         offline = (cfg.get("offline") or {}).get("dataset") is not None
-        budget_key = "updates" if offline else "env_steps"
-        if env_steps is not None:
-            if offline:
-                cfg["offline"]["updates"] = int(env_steps)
-            else:
-                cfg["env_steps"] = int(env_steps)
-        budget = cfg["offline"]["updates"] if offline else cfg["env_steps"]
-        if budget <= state["env_step"]:
-            unit = "update step" if offline else "env step"
+        section, key, unit = (cfg["offline"], "updates", "update step") if offline else (cfg, "env_steps", "env step")
+        if env_steps is not None:  # a new total
+            section[key] = int(env_steps)
+        if section[key] <= state["env_step"]:
             raise ConfigError(f"the run in '{run_dir}' stopped at {unit} {state['env_step']}, at or past its "
-                              f"budget of {budget}; pass --{budget_key.replace('_', '-')} with a larger total "
+                              f"budget of {section[key]}; pass --{key.replace('_', '-')} with a larger total "
                               "to continue")
         pipeline = cls(cfg, out_dir=run_dir.parent.parent, show_progress=show_progress, run_dir=run_dir,
                        mlflow_experiment=mlflow_experiment, mlflow_tags=mlflow_tags, restoring=True)

@@ -32,7 +32,8 @@ setup(
         "pillow>=9",  # resizes rendered frames to 64x64 (the pixels env wrapper)
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", *MLFLOW, *OFFLINE],  # the MLflow and Minari tests run, not skip
+        # the MLflow and Minari tests run, not skip; pytest-xdist runs the suite on every core (-n auto)
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", *MLFLOW, *OFFLINE],
         "ray": ["ray>=2.9"],
         "mlflow": MLFLOW,
         "offline": OFFLINE,

@@ -120,6 +120,8 @@ class SerialPipeline:
         self.stop_signal: int | None = None
         self.wall_offset = 0.0  # training time before a resume
         self.last_saved_step: int | None = None
+        self.clock = time.monotonic  # seconds, for checkpoint_minutes
+        self.last_save_time = 0.0
 
     @property
     def budget(self) -> int:
@@ -157,6 +159,7 @@ class SerialPipeline:
         """
         start, start_step = time.perf_counter(), self.collector.envstep
         previous_handlers = self._install_signal_handlers()
+        self.last_save_time = self.clock()
         failure, completed = None, False
         try:
             self._open_run_dir()
@@ -303,8 +306,11 @@ class SerialPipeline:
             self.world_model.update(envstep, self.env_buffer, self.policy, self.learner.train_iter)
         self.learner.train(envstep, new_steps)
         self.logger.advance(envstep)
-        if self.next_checkpoint_step is not None and envstep >= self.next_checkpoint_step:
+        by_steps = self.next_checkpoint_step is not None and envstep >= self.next_checkpoint_step
+        if by_steps:
             self.next_checkpoint_step += self.cfg.checkpoint_every  # before saving: the checkpoint holds it
+        minutes = self.cfg.checkpoint_minutes
+        if by_steps or (minutes and self.clock() - self.last_save_time >= 60.0 * minutes):
             self.save()
 
     def evaluate(self, on_schedule: bool = True) -> dict[str, float]:
@@ -393,6 +399,7 @@ class SerialPipeline:
         self.check_state()
         path = rotate_and_save(self.state_dict(), self.run_dir, self.cfg.keep_checkpoints)
         self.last_saved_step = self.collector.envstep
+        self.last_save_time = self.clock()
         return path
 
     @classmethod

@@ -35,6 +35,10 @@ PIPELINE_DEFAULTS: dict = dict(
     num_threads=IntOrAuto("auto"),
     env_steps=10_000,  # total env steps of the run
     checkpoint_every=0,  # env steps between checkpoints; 0: only at the end (and on SIGINT/SIGTERM)
+    # wall-clock minutes of training between checkpoints (0: none by the clock): a run killed
+    # without a signal (SIGKILL, a lost machine) loses at most this much; checkpoints never
+    # change what a run computes
+    checkpoint_minutes=30.0,
     keep_checkpoints=3,  # checkpoint.pt plus this many minus one older ones in checkpoints/
     save_buffer=True,  # checkpoints hold the replay buffers (needed to resume)
     # action_repeat: env steps per agent step (budgets and schedules count env steps)
@@ -126,7 +130,7 @@ def resolve_config(raw: Mapping) -> EasyDict:
     for key in ("env_steps", "keep_checkpoints", "collector.env_num", "learner.batch_size", "learner.log_every",
                 "evaluator.eval_freq", "evaluator.n_episodes", "buffer.capacity"):
         check_range(cfg, key, 1)
-    for key in ("collector.warmup_steps", "checkpoint_every", "learner.updates_per_step"):
+    for key in ("collector.warmup_steps", "checkpoint_every", "checkpoint_minutes", "learner.updates_per_step"):
         check_range(cfg, key, 0)
     if cfg.num_threads != "auto":
         check_range(cfg, "num_threads", 0, 1024)

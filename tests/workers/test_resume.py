@@ -1,5 +1,6 @@
 """Exact resume: a run stopped and continued matches an uninterrupted one, value for value."""
 import csv
+import itertools
 import os
 import signal
 import subprocess
@@ -83,6 +84,21 @@ def test_periodic_checkpoints(tmp_path):
     kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert kept == ["checkpoint_400.pt", "checkpoint_500.pt"]
     assert not list(run_dir.glob(".*.new"))  # no temporary file left behind
+
+
+def test_checkpoints_by_the_clock_are_kept_and_change_nothing(tmp_path):
+    reference = run("pendulum_sac", tmp_path / "plain", sets=["checkpoint_minutes=0"])
+    cfg = compose_config("pendulum_sac", preset="debug", sets=["checkpoint_minutes=100", "keep_checkpoints=3"])
+    pipeline = SerialPipeline(cfg, out_dir=tmp_path / "timed", show_progress=False)
+    pipeline.clock = itertools.count(0.0, 60.0).__next__  # each reading is a minute later
+    result = pipeline.run()
+    # read at the start, once per iteration (one env step each) and by each save: due at env
+    # steps 100, 200, ..., 600 (the run's end: checkpoint.pt), the two before the last are kept
+    run_dir = Path(result["run_dir"])
+    assert result["env_steps"] == 600
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["checkpoint_400.pt", "checkpoint_500.pt"]
+    assert progress_without_wall_time(run_dir) == progress_without_wall_time(reference["run_dir"])
+    assert not list(Path(reference["run_dir"]).glob("checkpoints/*"))
 
 
 KILL_DURING_SAVE = textwrap.dedent("""

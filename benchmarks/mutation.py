@@ -440,6 +440,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("checkpoint-current-format-refused", "workers/checkpoint.py",
              'if state["format"] > FORMAT:', 'if state["format"] >= FORMAT:',
              "a checkpoint of the current format is refused as too new", (T_IDENTITY, T_CHECKPOINT_FAULTS)),
+    # -- workers/pipeline.py -------------------------------------------------
+    Mutation("pipeline-clock-checkpoint-in-hours", "workers/pipeline.py",
+             ">= 60.0 * minutes", ">= 3600.0 * minutes",
+             "checkpoint_minutes is read as hours: a killed run loses 60 times more than promised",
+             ("tests/workers/test_resume.py::test_checkpoints_by_the_clock_are_kept_and_change_nothing",)),
     # -- offline training, MOPO, Plan2Explore -------------------------------
     Mutation("dataset-ring-order-ignored", "workers/dataset.py",
              "order = np.arange(size) if size < capacity else (pos + np.arange(size)) % capacity",
@@ -474,14 +479,15 @@ def locate(mutation: Mutation, root: Path = ROOT) -> str:
 
 
 def check_all(mutations: tuple[Mutation, ...] = MUTATIONS, root: Path = ROOT) -> None:
-    """Every id unique, every original snippet present once, every test file present."""
+    """Every id unique, every original snippet present once, every test file present (a test may
+    be named by its pytest id, ``file::test``)."""
     ids = [m.id for m in mutations]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise ValueError(f"duplicate mutation ids: {', '.join(duplicates)}")
     for mutation in mutations:
         locate(mutation, root)
-        missing = [t for t in mutation.tests if not (root / t).is_file()]
+        missing = [t for t in mutation.tests if not (root / t.split("::")[0]).is_file()]  # a file or a test id
         if missing:
             raise ValueError(f"mutation '{mutation.id}': no test file {', '.join(missing)}")
 

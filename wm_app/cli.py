@@ -335,9 +335,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"{head} final eval return {result['rows'][-1]['eval_return_mean']:.1f} "
                   f"after {result['env_steps']} env steps, {result['wall_time']:.0f} s", flush=True)
 
+    def evaluation(row: dict) -> None:
+        print(f"    {row['config']} seed {row['seed']}: eval return {row['eval_return_mean']:.1f} at "
+              f"{int(row['env_step']):,} env steps, {row['wall_time']:.0f} s", flush=True)
+
     out = compare(args.configs, args.seeds, grid=args.grid, normalize=args.normalize, env_steps=args.env_steps,
                   preset=args.preset, sets=args.sets, workers=args.workers, threads=args.threads,
-                  backend=args.backend, address=args.address, out=args.out, progress=progress, announce=announce)
+                  backend=args.backend, address=args.address, out=args.out, progress=progress, announce=announce,
+                  evaluation=evaluation)
     print((out / "summary.md").read_text())
     print(f"wrote {out / 'summary.md'}, {out / 'results.csv'} and the plots in {out}")
     return 1 if any("error" in r for r in finished) else 0

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
@@ -300,11 +301,71 @@ def _report(result: dict, progress: Any) -> dict:
     return result
 
 
+class _EvaluationWatcher:
+    """Reports each pair's evaluations while it runs, so that a comparison of hour-long runs
+    shows progress before a run ends: a thread reads the pairs' ``progress.csv`` (written
+    atomically) every ``interval`` seconds and calls ``evaluation`` with each new row. A pair
+    is no longer watched once its result is reported (``finished``); rows already on disk when
+    the comparison starts (a resumed or finished pair) are not reported again."""
+
+    def __init__(self, pairs: Sequence[Pair], evaluation: Any, interval: float) -> None:
+        self.pairs, self.evaluation, self.interval = pairs, evaluation, interval
+        self.reported = {pair.run_dir: self._last_step(pair) for pair in pairs}
+        self.done: set[Path] = set()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="compare-evaluations", daemon=True)
+
+    @staticmethod
+    def _rows(pair: Pair) -> list[dict]:
+        try:
+            return read_progress(pair.run_dir)
+        except (OSError, ValueError):  # a run directory being replaced: read it next time
+            return []
+
+    def _last_step(self, pair: Pair) -> float:
+        rows = self._rows(pair)
+        return rows[-1]["env_step"] if rows else -1
+
+    def __enter__(self) -> _EvaluationWatcher:
+        if self.evaluation is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        """Report the rows written since the last poll, pair by pair."""
+        for pair in self.pairs:
+            with self.lock:
+                if pair.run_dir in self.done:
+                    continue
+                for row in self._rows(pair):
+                    if row["env_step"] > self.reported[pair.run_dir] and "eval_return_mean" in row:
+                        self.reported[pair.run_dir] = row["env_step"]
+                        self.evaluation({**pair.identity(), "seed": pair.seed, **row})
+
+    def finished(self, result: dict, progress: Any) -> dict:
+        """Stop watching the pair of ``result``, then report the result (no evaluation line
+        of that pair comes after it)."""
+        with self.lock:
+            self.done.update(pair.run_dir for pair in self.pairs
+                             if (pair.name, pair.seed) == (result.get("config"), result.get("seed")))
+            return _report(result, progress)
+
+
 def compare(configs: Sequence[str], seeds: int, *, grid: Sequence[str] = (), normalize: Sequence[str] = (),
             env_steps: int | None = None, preset: str | None = None, sets: Iterable[str] = (),
             workers: int | None = None, threads: int | None = None, backend: str = "local",
             address: str | None = None, out: str | Path | None = None, progress: Any = None,
-            announce: Any = None) -> Path:
+            announce: Any = None, evaluation: Any = None, evaluation_interval: float = 10.0) -> Path:
     """Run every (row, seed) pair and write the comparison; returns the output directory.
 
     Args:
@@ -314,6 +375,10 @@ def compare(configs: Sequence[str], seeds: int, *, grid: Sequence[str] = (), nor
             (DMC tasks default to 0,1000).
         threads: torch threads of each run (default 1); a ``num_threads`` in ``sets`` wins.
         progress: called with each run's result as it finishes.
+        evaluation: called with each new evaluation of a running pair (its identity, seed and
+            progress.csv row: env_step, wall_time, eval_return_mean, ...), read from the run
+            directories every ``evaluation_interval`` seconds (not for a remote Ray cluster,
+            whose run directories are elsewhere).
         announce: called once with the planned rows and the number of runs, before any run.
 
     Raises:
@@ -336,12 +401,16 @@ def compare(configs: Sequence[str], seeds: int, *, grid: Sequence[str] = (), nor
     if announce is not None:
         announce(rows, len(pairs))
     start = time.perf_counter()
-    if backend == "ray":
-        results = _run_ray(pairs, workers, threads, address)
-        for result in results:
-            _report(result, progress)
-    else:
-        results = _run_local(pairs, workers, progress)
+    with _EvaluationWatcher(pairs, evaluation, evaluation_interval) as watcher:
+        def report(result: dict) -> None:
+            watcher.finished(result, progress)
+
+        if backend == "ray":
+            results = _run_ray(pairs, workers, threads, address)
+            for result in results:
+                report(result)
+        else:
+            results = _run_local(pairs, workers, report)
     write_report(out, [row.label for row in rows], results, _footer(results, time.perf_counter() - start), scales)
     return out
 

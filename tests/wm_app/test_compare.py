@@ -13,6 +13,7 @@ from wm_app.compare import compare, report, steps_to_threshold
 from wm_app.compare_report import few_seeds_note, threshold_text, write_report
 from wm_app.experiment import compose_config
 from wm_core.config import ConfigError
+from workers.logger import read_progress
 from workers.pipeline import SerialPipeline
 
 BAD_CONFIG = textwrap.dedent("""
@@ -52,6 +53,38 @@ def test_compare_writes_every_output_and_resumes(tmp_path, capsys):
     assert (out / "runs/pendulum_sac/seed0/checkpoint.pt").stat().st_mtime_ns == mtime
     assert "4 of 4 runs had finished before and were read back" in (out / "summary.md").read_text()
     assert (out / "summary.md").read_text().split("\n")[2] == summary.split("\n")[2]  # same figures
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_evaluations_are_reported_while_the_pairs_run(workers, tmp_path):
+    events = []
+    kwargs = dict(preset="debug", env_steps=400, sets=["evaluator.eval_freq=100"], workers=workers,
+                  out=tmp_path / "cmp", progress=lambda result: events.append(("result", result["seed"], None)),
+                  evaluation=lambda row: events.append(("eval", row["seed"], row["env_step"])),
+                  evaluation_interval=0.01)
+    compare(["pendulum_sac"], 2, **kwargs)
+    for seed in (0, 1):
+        mine = [(kind, step) for kind, s, step in events if s == seed]
+        steps = [step for kind, step in mine if kind == "eval"]
+        assert mine[-1] == ("result", None)  # no evaluation of a pair after its result
+        assert steps and steps == sorted(set(steps))  # each reported once, in order
+        written = [row["env_step"] for row in read_progress(tmp_path / f"cmp/runs/pendulum_sac/seed{seed}")]
+        assert set(steps) <= set(written) and len(written) == 4  # 0, then 200 to 400 (100 is in the warm-up)
+    events.clear()
+    compare(["pendulum_sac"], 2, **kwargs)  # finished pairs: their evaluations are not reported again
+    assert [kind for kind, _, _ in events] == ["result", "result"]
+
+
+def test_the_command_line_prints_evaluations_as_they_come(tmp_path, capsys, monkeypatch):
+    import wm_app.compare as compare_module
+
+    real = compare_module.compare
+    monkeypatch.setattr(compare_module, "compare", lambda *a, **k: real(*a, **{**k, "evaluation_interval": 0.01}))
+    assert main(["compare", "pendulum_sac", "--seeds", "1", "--preset", "debug", "--env-steps", "300",
+                 "--set", "evaluator.eval_freq=100", "--out", str(tmp_path / "cmp"), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    lines = re.findall(r"^    pendulum_sac seed 0: eval return -?[\d.]+ at ([\d,]+) env steps, \d+ s$", out, re.M)
+    assert lines and out.index("    pendulum_sac seed 0: eval") < out.index("[1/1] pendulum_sac seed 0:")
 
 
 def test_interrupted_pair_resumes_from_its_checkpoint(tmp_path):

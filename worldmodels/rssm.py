@@ -188,6 +188,25 @@ class RSSM(nn.Module):
         return deter, self.sample(log_probs, generator, probs=probs)
 
     # -- sequences ------------------------------------------------------
+    def _check_observe_inputs(self, embed: torch.Tensor, first_mask: torch.Tensor, first_embed: torch.Tensor,
+                              start: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raise ValueError for inputs ``observe`` cannot filter; returns the (step, row) indices
+        of the True entries of ``first_mask``."""
+        check_rank("embed", embed, 3)
+        batch = embed.shape[1]
+        if start is None and not bool(first_mask[0].all()):
+            raise ValueError("observe: is_first[0] must be True for every row (sequences start from the "
+                             "initial state) unless a start state is given")
+        if start is not None and (start[0].shape != (batch, self.deter_dim)
+                                  or start[1].shape != (batch, self.stoch_dim)):
+            raise ValueError(f"observe: start states must be [{batch}, {self.deter_dim}] and "
+                             f"[{batch}, {self.stoch_dim}], got {tuple(start[0].shape)} and {tuple(start[1].shape)}")
+        first_t, first_b = first_mask.nonzero(as_tuple=True)
+        if first_embed.shape[0] != first_t.shape[0]:
+            raise ValueError(f"observe: first_embed has {first_embed.shape[0]} rows for "
+                             f"{first_t.shape[0]} True entries of is_first")
+        return first_t, first_b
+
     def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
                 first_embed: torch.Tensor, generator: torch.Generator | None,
                 start: tuple[torch.Tensor, torch.Tensor] | None = None) -> Observed:
@@ -205,20 +224,9 @@ class RSSM(nn.Module):
             ``start`` is given), first_embed [N, E] with N = is_first.sum(),
             start: deter [B, D], stoch [B, S*C] -> ``Observed``
         """
-        check_rank("embed", embed, 3)
         steps, batch = embed.shape[:2]
         first_mask = is_first.bool()
-        if start is None and not bool(first_mask[0].all()):
-            raise ValueError("observe: is_first[0] must be True for every row (sequences start from the "
-                             "initial state) unless a start state is given")
-        if start is not None and (start[0].shape != (batch, self.deter_dim)
-                                  or start[1].shape != (batch, self.stoch_dim)):
-            raise ValueError(f"observe: start states must be [{batch}, {self.deter_dim}] and "
-                             f"[{batch}, {self.stoch_dim}], got {tuple(start[0].shape)} and {tuple(start[1].shape)}")
-        first_t, first_b = first_mask.nonzero(as_tuple=True)
-        if first_embed.shape[0] != first_t.shape[0]:
-            raise ValueError(f"observe: first_embed has {first_embed.shape[0]} rows for "
-                             f"{first_t.shape[0]} True entries of is_first")
+        first_t, first_b = self._check_observe_inputs(embed, first_mask, first_embed, start)
         first_deter = self.first_deter()
         first_probs, first_post = self.posterior(first_deter, self.post_embed(first_embed))
         first_stoch = self.sample(first_post, generator, probs=first_probs)

@@ -7,7 +7,10 @@ env steps; budgets count env steps), batch 16 x 64, horizon 15, one world-model 
 step and one actor-critic update per two agent steps (its train ratio 512 =
 ``replay_ratio`` 0.25 per env step). Differences, for a 2-core CPU: the ``XXS`` size
 preset (the paper trains larger models; one XS update costs about four XXS ones
-here), and imagination from 256 of the batch's 1,024 posterior states.
+here), and imagination from 256 of the batch's 1,024 posterior states. Also different,
+not for the CPU: 5,000 random env steps before learning (the paper: about 1,000 agent
+steps), one env (the paper's code: 4), and the actor and critic learning rates of the
+``dreamer`` policy's defaults, 8e-5 (the paper: 3e-5).
 """
 
 config = dict(

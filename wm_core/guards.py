@@ -147,5 +147,11 @@ class UpdateGuard:
         return {"skipped": self.skipped, "consecutive": dict(self.consecutive)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.skipped = int(state["skipped"])
-        self.consecutive = {str(k): int(v) for k, v in state["consecutive"].items()}
+        """Raises TypeError where a count is not an int (a damaged checkpoint: ``int()`` would
+        take a one-element tensor or a float and hide the damage)."""
+        counts = [state["skipped"], *state["consecutive"].values()]
+        bad = [value for value in counts if isinstance(value, bool) or not isinstance(value, int)]
+        if bad:
+            raise TypeError(f"guard state counts must be ints, got {type(bad[0]).__name__} {bad[0]!r}")
+        self.skipped = state["skipped"]
+        self.consecutive = {str(k): v for k, v in state["consecutive"].items()}

@@ -33,6 +33,18 @@ def test_non_finite_gradient_skips_the_update():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
+@pytest.mark.parametrize("state", [{"skipped": torch.tensor([3]), "consecutive": {}},
+                                   {"skipped": 1.5, "consecutive": {}},
+                                   {"skipped": 0, "consecutive": {"loss": torch.tensor(2)}},
+                                   {"skipped": True, "consecutive": {}}])
+def test_a_guard_state_with_counts_that_are_not_ints_is_refused(state):
+    guard = UpdateGuard("test")
+    with pytest.raises(TypeError, match="guard state counts must be ints"):
+        guard.load_state_dict(state)
+    guard.load_state_dict({"skipped": 4, "consecutive": {"loss": 2}})
+    assert guard.skipped == 4 and guard.consecutive == {"loss": 2}
+
+
 def test_consecutive_skips_raise_naming_component_and_loss():
     model, optimizer = model_and_optimizer()
     guard = UpdateGuard("policy 'sac'", max_consecutive=3)

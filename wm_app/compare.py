@@ -405,14 +405,28 @@ def compare(configs: Sequence[str], seeds: int, *, grid: Sequence[str] = (), nor
         def report(result: dict) -> None:
             watcher.finished(result, progress)
 
+        runs = run_order(pairs)
         if backend == "ray":
-            results = _run_ray(pairs, workers, threads, address)
+            results = _run_ray(runs, workers, threads, address)
             for result in results:
                 report(result)
         else:
-            results = _run_local(pairs, workers, report)
+            results = _run_local(runs, workers, report)
+        results = in_row_order(results, pairs)
     write_report(out, [row.label for row in rows], results, _footer(results, time.perf_counter() - start), scales)
     return out
+
+
+def run_order(pairs: Sequence[Pair]) -> list[Pair]:
+    """Seed by seed: every row's seed 0, then every row's seed 1, ... so that a comparison
+    stopped part way (or still running) has the same seeds of every row to set side by side."""
+    return sorted(pairs, key=lambda pair: pair.seed)  # stable: rows keep their order within a seed
+
+
+def in_row_order(results: Sequence[dict], pairs: Sequence[Pair]) -> list[dict]:
+    """``results`` reordered to ``pairs``' order (row by row, the order of the report)."""
+    position = {(pair.name, pair.seed): i for i, pair in enumerate(pairs)}
+    return sorted(results, key=lambda result: position.get((result["config"], result["seed"]), len(pairs)))
 
 
 def _pair(row: Row, seed: int, out: Path, preset: str | None, sets: list[str], env_steps: int | None,

@@ -333,6 +333,26 @@ def test_thread_count_default_flag_and_user_set(extra, expected, tmp_path, capsy
     assert config["num_threads"] == expected
 
 
+def test_runs_go_seed_by_seed_and_the_report_row_by_row(tmp_path, monkeypatch):
+    started = []
+    real_run = SerialPipeline.run
+
+    def record(self):
+        started.append(self.run_dir)
+        return real_run(self)
+
+    monkeypatch.setattr(SerialPipeline, "run", record)
+    out = tmp_path / "cmp"
+    compare(["pendulum_sac"], 2, grid=["policy.gamma=0.9,0.99"], preset="debug", env_steps=200, out=out, workers=1)
+    assert [(run.parent.name.split("-")[0], run.name) for run in started] == [
+        ("pendulum_sac+gamma=0.9", "seed0"), ("pendulum_sac+gamma=0.99", "seed0"),
+        ("pendulum_sac+gamma=0.9", "seed1"), ("pendulum_sac+gamma=0.99", "seed1")]
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    pairs = list(dict.fromkeys((r["config"], r["seed"]) for r in rows))  # a line per evaluation
+    assert pairs == [("gamma=0.9", "0"), ("gamma=0.9", "1"), ("gamma=0.99", "0"), ("gamma=0.99", "1")]
+
+
 def test_a_signal_that_stops_one_run_stops_the_compare_and_the_next_call_resumes(tmp_path, monkeypatch):
     from wm_app import compare as compare_module
 

@@ -394,8 +394,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "target.lerp_(online, float(self.cfg.tau))", "target.lerp_(online, 1.0 - float(self.cfg.tau))",
              "target Qs move at 1 - tau", (T_LATENT,)),
     Mutation("latent-simnorm-axis", "worldmodels/latent.py",
-             "F.softmax(x.reshape(*shape[:-1], -1, self.group), dim=-1)",
-             "F.softmax(x.reshape(*shape[:-1], -1, self.group), dim=-2)",
+             "return (exps / exps.sum(dim=-1, keepdim=True)).reshape(shape)",
+             "return (exps / exps.sum(dim=-2, keepdim=True)).reshape(shape)",
              "SimNorm's softmax runs across the groups instead of within each", (T_LATENT,)),
     Mutation("latent-target-max-of-qs", "worldmodels/latent.py",
              "return self.q_values(state, unit, self.two_q(generator), target=True).min(0).values",
@@ -461,9 +461,12 @@ MUTATIONS: tuple[Mutation, ...] = (
              "return torch.exp(0.5 * logvar).norm(dim=-1).mean(dim=0)",
              "max_std uncertainty averages the elites instead of taking the largest", (T_OFFLINE,)),
     Mutation("plan2explore-std-not-variance", "worldmodels/plan2explore.py",
-             "return self(features, action).var(0, correction=0).mean(-1)",
-             "return self(features, action).std(0, correction=0).mean(-1)",
+             "variance = self(features, action).var(0, correction=0).mean(-1)",
+             "variance = self(features, action).std(0, correction=0).mean(-1)",
              "the intrinsic reward is the members' standard deviation, not their variance", (T_P2E,)),
+    Mutation("plan2explore-norm-decay-swapped", "worldmodels/plan2explore.py",
+             "torch.lerp(self.magnitude, value, 1.0 - NORM_DECAY)", "torch.lerp(self.magnitude, value, NORM_DECAY)",
+             "the disagreement's running mean follows the last batch instead of averaging", (T_P2E,)),
 )
 
 

@@ -332,12 +332,15 @@ class PlannerPolicy(Policy):
         mean = start
         std = torch.full_like(start, float(self.cfg.init_std))
         best = _Best()
+        # the prior's candidates are rolled out once per call and scored again at every iteration
+        # (TD-MPC2's policy trajectories)
+        prior = self.prior_sequences(obs) if self.cfg.prior_candidates else None
         for iteration in range(self.cfg.iterations):
             sequences = self.sample(mean, std, self.population(iteration))
             if kept is not None:
                 sequences = torch.cat([sequences, kept], dim=1)
-            if self.cfg.prior_candidates:
-                sequences = torch.cat([sequences, self.prior_sequences(obs)], dim=1)
+            if prior is not None:
+                sequences = torch.cat([sequences, prior], dim=1)
             elite_returns, elites = self.select_elites(sequences, self.evaluate(obs, sequences))
             mean, std = self.refit(mean, std, elites, elite_returns)
             best.update(elites[:, 0], elite_returns[:, 0])

@@ -280,12 +280,14 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         self.guard.step("plan2explore_loss", loss, self.optimizers["plan2explore"],
                         self.disagreement.parameters(), self.cfg.plan2explore.grad_clip)
         disagreement = predictions.detach().var(0, correction=0).mean()
+        self.disagreement.track(disagreement)
         return {"plan2explore_loss": loss.item(),
                 "plan2explore_disagreement": self.cfg.plan2explore.intrinsic_scale * disagreement.item()}
 
     def intrinsic_reward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Plan2Explore's reward of taking ``action`` in ``state``: ``intrinsic_scale`` times the
-        ensemble's disagreement (``Disagreement.reward``) about the next step.
+        ensemble's disagreement (``Disagreement.reward``) about the next step, divided by its
+        running mean over the training batches when ``plan2explore.normalize``.
 
         Shapes:
             state [B, F], action [B, A] (model actions) -> [B]
@@ -295,7 +297,8 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         """
         if self.disagreement is None:
             raise ContractError("world_model.plan2explore.enabled is False: dreamerv3 has no intrinsic reward")
-        return self.cfg.plan2explore.intrinsic_scale * self.disagreement.reward(state, action)
+        p2e = self.cfg.plan2explore
+        return p2e.intrinsic_scale * self.disagreement.reward(state, action, normalize=p2e.normalize)
 
     def carry(self, observed: Observed, stepped: bool) -> None:
         """Keep the last posterior state of every row (detached: gradients stop at the batch

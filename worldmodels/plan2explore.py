@@ -23,6 +23,7 @@ from wm_core.config import ConfigError
 from wm_core.utils import check_rank
 
 TARGETS = ("stoch", "embed")
+NORM_DECAY = 0.99  # of the disagreement's running mean (``normalize``)
 
 # world_model.plan2explore: the world model's part (ensemble) and the dreamer policy's part
 DEFAULTS: dict[str, Any] = {
@@ -33,7 +34,12 @@ DEFAULTS: dict[str, Any] = {
     "lr": 3e-4,  # Adam learning rate of the ensemble
     "grad_clip": 100.0,  # gradient-norm clip of the ensemble
     "target": "stoch",  # what the members predict: the next posterior latent (stoch) or embedding (embed)
-    "intrinsic_scale": 1.0,  # the intrinsic reward is this times the disagreement
+    "intrinsic_scale": 1.0,  # the intrinsic reward is this times the (normalised) disagreement
+    # divide the disagreement by a running mean (EMA, decay ``NORM_DECAY``) of its mean over the
+    # world model's batches, so that the reward is about 1 whatever the target's units: a raw
+    # variance of ~1e-5 (a categorical latent's) leaves the explorer's returns far below the
+    # return normaliser's floor of 1, and the explorer acting at random
+    "normalize": True,
     # the dreamer policy's part
     "extrinsic_scale": 0.0,  # weight of the task reward in the exploration actor-critic's reward
     "explore_until": None,  # env step from which the task actor collects; None: the exploration actor always
@@ -82,6 +88,8 @@ class Disagreement(nn.Module):
             self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
         self.members, self.out_dim = int(members), int(out_dim)
+        # running mean of the batch-mean disagreement (``normalize``); 0 until a batch is seen
+        self.register_buffer("magnitude", torch.zeros(()))
 
     def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         check_rank("features", features, 2)
@@ -94,7 +102,18 @@ class Disagreement(nn.Module):
                 x = F.silu(F.layer_norm(x, x.shape[-1:]))
         return x.float()  # float32 under bf16 autocast
 
-    def reward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def reward(self, features: torch.Tensor, action: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """The variance of the members' predictions across the ensemble, averaged over the
-        output dimensions (population variance: divided by E)."""
-        return self(features, action).var(0, correction=0).mean(-1)
+        output dimensions (population variance: divided by E); with ``normalize``, divided by
+        its running mean ``magnitude`` (once a batch has been seen)."""
+        variance = self(features, action).var(0, correction=0).mean(-1)
+        if normalize and self.magnitude > 0:
+            return variance / self.magnitude
+        return variance
+
+    @torch.no_grad()
+    def track(self, disagreement: torch.Tensor) -> None:
+        """Fold a world-model batch's mean disagreement into ``magnitude`` (the first one sets it)."""
+        value = disagreement.float()
+        first = bool(self.magnitude == 0)
+        self.magnitude.copy_(value if first else torch.lerp(self.magnitude, value, 1.0 - NORM_DECAY))

@@ -223,6 +223,18 @@ def test_prior_candidates_and_value_bootstrap_through_a_sac_prior():
     torch.testing.assert_close(policy.evaluate(obs, fixed), expected.expand(1, 4))
 
 
+def test_the_prior_candidates_are_rolled_out_once_per_call_and_scored_at_every_iteration():
+    policy = planner("cem", QuadraticModel(), prior={"type": "sac", "hidden_sizes": [8, 8]}, prior_candidates=5,
+                     candidates=20, elites=5, iterations=3)
+    rolled, scored = [], []
+    real_prior, real_evaluate = policy.prior_sequences, policy.evaluate
+    policy.prior_sequences = lambda obs: rolled.append(real_prior(obs)) or rolled[-1]
+    policy.evaluate = lambda obs, sequences: scored.append(sequences) or real_evaluate(obs, sequences)
+    policy.collect(torch.zeros(1, 1))
+    assert len(rolled) == 1 and len(scored) == 3  # TD-MPC2's policy trajectories: one rollout per call
+    assert all(torch.equal(sequences[:, -5:], rolled[0]) for sequences in scored)
+
+
 def mbpo_model(deterministic=True, action_space=None):
     env = spec(action_space or gym.spaces.Box(-1.0, 1.0, (1,), np.float32), obs_dim=2)
     cfg = {"type": "mbpo", "ensemble_size": 3, "elite_size": 2, "hidden_sizes": [8], "weight_decays": [0.0, 0.0],

@@ -152,6 +152,14 @@ def test_simnorm_groups_sum_to_one():
     out = SimNorm(4)(x)
     torch.testing.assert_close(out.view(5, 4, 4).sum(-1), torch.ones(5, 4))
     torch.testing.assert_close(out[:, :4], torch.softmax(x[:, :4], dim=-1))
+    big = (torch.randn(3, 2, 16) * 100).requires_grad_()  # exp would overflow without the group max
+    out = SimNorm(4)(big)
+    expected = torch.softmax(big.reshape(3, 2, 4, 4), dim=-1).reshape(3, 2, 16)
+    torch.testing.assert_close(out, expected)
+    weights = torch.randn(3, 2, 16)
+    grad, = torch.autograd.grad((out * weights).sum(), big)
+    expected_grad, = torch.autograd.grad((expected * weights).sum(), big)
+    torch.testing.assert_close(grad, expected_grad)
     state = model().encode(torch.randn(7, OBS_DIM))
     torch.testing.assert_close(state.view(7, 4, 4).sum(-1), torch.ones(7, 4))
 

@@ -122,7 +122,7 @@ def test_no_gradient_from_the_ensemble_loss_reaches_the_world_model():
 
 
 def test_the_intrinsic_reward_is_the_variance_across_members():
-    model = make(VectorSpec, **p2e(ensemble=5, layers=2, intrinsic_scale=2.0))
+    model = make(VectorSpec, **p2e(ensemble=5, layers=2, intrinsic_scale=2.0, normalize=False))
     gen = torch.Generator().manual_seed(0)
     state = torch.randn(6, model.feature_dim, generator=gen)
     action = F.one_hot(torch.randint(0, 2, (6,), generator=gen), 2).float()
@@ -146,6 +146,35 @@ def test_the_intrinsic_reward_is_the_variance_across_members():
         for param in list(ensemble.weights) + list(ensemble.biases):
             param.copy_(param[:1].expand_as(param))
     assert torch.allclose(model.intrinsic_reward(state, action), torch.zeros(6), atol=1e-10)
+
+
+def test_the_normalised_reward_divides_by_the_running_mean_of_the_batches_disagreement():
+    model = make(VectorSpec, **p2e(intrinsic_scale=2.0))
+    assert model.cfg.plan2explore.normalize is True
+    gen = torch.Generator().manual_seed(1)
+    state = torch.randn(6, model.feature_dim, generator=gen)
+    action = torch.rand(6, 2, generator=gen)
+    raw = model.disagreement.reward(state, action)
+    # before any batch there is no running mean: the raw variance
+    torch.testing.assert_close(model.intrinsic_reward(state, action), 2.0 * raw)
+    buffer = random_buffer(VectorSpec)
+    expected = None
+    for _ in range(3):
+        batch = buffer.sample_sequences(3, 8)
+        with torch.no_grad():
+            _, _, observed, embed = model.loss_and_embed(batch)
+            features, actions, _ = model.disagreement_data(batch, observed, embed)
+            before = model.disagreement(features, actions).var(0, correction=0).mean()
+        model.train_disagreement(batch, observed, embed)
+        expected = before if expected is None else 0.99 * expected + 0.01 * before
+        torch.testing.assert_close(model.disagreement.magnitude, expected, rtol=1e-3, atol=0)
+    raw = model.disagreement.reward(state, action)
+    magnitude = model.disagreement.magnitude
+    assert 0.05 < float(magnitude) < 1e3 and float(magnitude) != float(before)  # a running mean, not the last batch
+    torch.testing.assert_close(model.intrinsic_reward(state, action), 2.0 * raw / magnitude)
+    assert torch.equal(model.nets.state_dict()["plan2explore.magnitude"], magnitude)  # in checkpoints
+    with pytest.raises(ConfigError, match=r"'world_model.plan2explore.normalize' expects a bool \(True/False\), got 'yes'"):
+        make(VectorSpec, **p2e(normalize="yes"))
 
 
 # -- the policy -------------------------------------------------------------------------------

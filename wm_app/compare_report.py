@@ -21,7 +21,8 @@ from wm_envs.make import env_base_name
 
 # Eval return that counts as solving a task, by env name (without version).
 THRESHOLDS = {"Pendulum": -200.0, "InvertedPendulum": 950.0, "InvertedDoublePendulum": 9000.0,
-              "CartPole": 450.0, "Hopper": 3000.0, "Walker2d": 3000.0, "HalfCheetah": 5000.0, "Ant": 3000.0}
+              "CartPole": 450.0, "Hopper": 3000.0, "Walker2d": 3000.0, "HalfCheetah": 5000.0, "Ant": 3000.0,
+              "MountainCarContinuous": 90.0}  # gymnasium's reward_threshold: the flag reached, at little cost
 DMC_PREFIX = "dm_control/"
 DMC_SCALE = (0.0, 1000.0)  # DMC returns lie in [0, 1000]
 CSV_COLUMNS = ["config", "seed", "env_step", "wall_time", "eval_return_mean", "eval_return_std", "env_id",

@@ -139,6 +139,19 @@ def test_steps_to_threshold():
     assert steps_to_threshold(rows, 0) is None and steps_to_threshold(rows, None) is None
 
 
+def test_mountaincar_counts_the_flag_reached_as_its_threshold():
+    """Plan2Explore's comparison counts the seeds that reach the goal: gymnasium's own threshold."""
+    import gymnasium as gym
+
+    from wm_app.compare_report import THRESHOLDS
+    from wm_envs.make import env_base_name
+
+    env_id = "MountainCarContinuous-v0"
+    assert THRESHOLDS[env_base_name(env_id)] == gym.spec(env_id).reward_threshold == 90.0
+    standing_still = [{"env_step": 0, "eval_return_mean": -11.7}, {"env_step": 2500, "eval_return_mean": -0.1}]
+    assert steps_to_threshold(standing_still, THRESHOLDS["MountainCarContinuous"]) is None
+
+
 def test_threshold_text_counts_seeds_that_never_reach_it():
     assert threshold_text([3000.0, 4000.0, 1000.0], -200, 4000, 0) == "3,000 (1,000 to 4,000) (≥ -200)"
     assert threshold_text([3000.0, None, 4000.0], -200, 4000, 0) == \

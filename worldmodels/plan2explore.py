@@ -5,7 +5,8 @@ in it to the next step's stochastic latent (``target="stoch"``) or observation e
 (``"embed"``), learns from the world model's own training batches (inputs and targets
 detached, so no gradient reaches the world model). Where the members disagree the model
 is unsure: the variance of their predictions across the ensemble, averaged over the
-output dimensions, is the intrinsic reward of an imagined (state, action), which the
+output dimensions (divided by its running mean over the training batches, ``normalize``),
+is the intrinsic reward of an imagined (state, action), which the
 ``dreamer`` policy receives through ``rollout``'s ``aug_rewards`` and which its
 exploration actor-critic maximises (``policies.dreamer``).
 """

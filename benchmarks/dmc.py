@@ -7,8 +7,10 @@ disk and the results already committed.
     python benchmarks/dmc.py --out ~/dmc_runs                       # report only, from what is on disk
 
 Each (task, method) is one ``worldmodels compare`` of ``configs/dmc_<task>_<method>.py``
-over seeds 0..N-1 into ``OUT/<task>_<method>``, one run at a time on one thread, so two
-invocations with different ``--tasks``/``--methods`` use the two cores of a small machine.
+over seeds 0..N-1 into ``OUT/<task>_<method>``, one run at a time on one thread (``--workers 2``:
+two seeds at once), so two invocations with different ``--tasks``/``--methods`` use the two
+cores of a small machine. A seed whose committed rows in ``results.csv`` reach 100k env steps
+and that has no run folder under ``--out`` (it finished on another machine) is not run again.
 A 100k-step DreamerV3 run takes hours on a CPU: stop any time (Ctrl-C saves a checkpoint)
 and run the same command again to resume. The report reads every run's ``progress.csv``,
 finished or not, and says how many seeds reached each budget. A seed whose run folder is not
@@ -216,7 +218,18 @@ def plot_task(path: Path, task: str, curves: dict[str, dict[int, list[dict]]]) -
     plt.close(fig)
 
 
-def run(out: Path, tasks: Sequence[str], methods: Sequence[str], seeds: int) -> None:
+def seeds_to_run(out: Path, docs: Path, task: str, method: str, seeds: int) -> list[int]:
+    """Seeds 0..N-1 of one (task, method) that still need running: every seed with a run folder
+    under ``out`` (to resume or skip there), and every seed without one whose committed rows in
+    ``docs/results.csv`` stop short of the last budget. A seed that finished on another machine
+    is not run again."""
+    committed = read_committed(docs / "results.csv")
+    on_disk = {int(d.name[4:]) for d in run_dirs(out, task, method)}
+    return [seed for seed in range(seeds)
+            if seed in on_disk or at_budget(committed.get((task, method, seed), []), BUDGETS[-1]) is None]
+
+
+def run(out: Path, docs: Path, tasks: Sequence[str], methods: Sequence[str], seeds: int, workers: int) -> None:
     from wm_app.cli import main
 
     for task in tasks:
@@ -224,8 +237,14 @@ def run(out: Path, tasks: Sequence[str], methods: Sequence[str], seeds: int) -> 
             if not has_config(task, method):
                 print(f"dmc_{task}_{method}: no such config, skipped", file=sys.stderr)
                 continue
-            code = main(["compare", f"dmc_{task}_{method}", "--seeds", str(seeds), "--workers", "1",
-                         "--threads", "1", "--out", str(out / f"{task}_{method}")])
+            todo = seeds_to_run(out, docs, task, method, seeds)
+            if not todo:
+                print(f"dmc_{task}_{method}: every seed reached {BUDGETS[-1]:,} env steps (committed results), "
+                      f"nothing to run", file=sys.stderr)
+                continue
+            only = [arg for seed in todo for arg in ("--only-seed", str(seed))] if len(todo) < seeds else []
+            code = main(["compare", f"dmc_{task}_{method}", "--seeds", str(seeds), *only,
+                         "--workers", str(workers), "--threads", "1", "--out", str(out / f"{task}_{method}")])
             if code != 0:
                 print(f"dmc_{task}_{method}: compare exited with {code}; the report shows what finished",
                       file=sys.stderr)
@@ -238,10 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="runs at once, one thread each (default 1: leave a core for another invocation)")
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks/dmc"), help="where the table goes")
     args = parser.parse_args(argv)
     if args.run:
-        run(args.out, args.tasks, args.methods, args.seeds)
+        run(args.out, args.docs, args.tasks, args.methods, args.seeds, args.workers)
     print(report(args.out, args.docs, TASKS, METHODS, args.seeds))
     return 0
 

@@ -57,3 +57,30 @@ def test_a_seed_whose_run_folder_is_gone_keeps_its_committed_rows_and_one_on_dis
     assert [(r["seed"], r["env_step"], r["eval_return_mean"]) for r in kept] == [
         ("0", "50000", "600.0"), ("0", "100000", "850.0"), ("1", "0", "10.0"), ("1", "50000", "400.0"),
         ("1", "100000", "800.0")]
+
+
+def test_run_skips_the_seeds_that_finished_elsewhere_and_resumes_the_rest(tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    with open(docs / "results.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["task", "method", "seed", "env_step", "wall_time", "eval_return_mean"])
+        writer.writerow(["cartpole_swingup", "tdmpc", 0, 100_000, 6000, 850])  # finished on another machine
+        writer.writerow(["cartpole_swingup", "tdmpc", 1, 100_000, 6000, 800])  # finished, and its folder is here
+        writer.writerow(["cartpole_swingup", "tdmpc", 2, 30_000, 2000, 500])   # stopped short elsewhere
+    runs = tmp_path / "runs" / "cartpole_swingup_tdmpc" / "runs" / "dmc_cartpole_swingup_tdmpc"
+    write_progress(runs / "seed1", [(0, 1, 10), (100_000, 4000, 800)])
+    assert dmc.seeds_to_run(tmp_path / "runs", docs, "cartpole_swingup", "tdmpc", 3) == [1, 2]
+    assert dmc.seeds_to_run(tmp_path / "runs", docs, "walker_walk", "tdmpc", 2) == [0, 1]
+    calls = []
+    import wm_app.cli
+
+    monkeypatch.setattr(wm_app.cli, "main", lambda argv: calls.append(argv) or 0)
+    dmc.run(tmp_path / "runs", docs, ["cartpole_swingup"], ["tdmpc"], 3, workers=2)
+    assert calls == [["compare", "dmc_cartpole_swingup_tdmpc", "--seeds", "3", "--only-seed", "1", "--only-seed",
+                      "2", "--workers", "2", "--threads", "1", "--out",
+                      str(tmp_path / "runs" / "cartpole_swingup_tdmpc")]]
+    calls.clear()
+    dmc.run(tmp_path / "runs", docs, ["cartpole_swingup"], ["tdmpc"], 2, workers=1)
+    assert calls == [["compare", "dmc_cartpole_swingup_tdmpc", "--seeds", "2", "--only-seed", "1", "--workers",
+                      "1", "--threads", "1", "--out", str(tmp_path / "runs" / "cartpole_swingup_tdmpc")]]

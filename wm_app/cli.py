@@ -144,6 +144,9 @@ def _add_compare(commands: Any) -> None:
                            "[], {}, () or quotes belong to a value)")
     comp.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 (default 3; 5 or more for "
                                                                       "intervals worth reading)")
+    comp.add_argument("--only-seed", dest="only_seeds", type=_int, action="append", default=None, metavar="K",
+                      help="run only seed K of 0..N-1 (repeatable), e.g. the seeds whose runs another "
+                           "machine did not finish")
     comp.add_argument("--env-steps", type=_positive_int, default=None, help="env steps of every run")
     comp.add_argument("--preset", default=None, help="apply this preset to every config")
     comp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -322,7 +325,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     def announce(rows: list, runs: int) -> None:
         total.append(runs)
-        print(f"comparing {', '.join(row.label for row in rows)} over {args.seeds} seed(s): {runs} runs", flush=True)
+        which = (f"seed(s) {', '.join(map(str, sorted(set(args.only_seeds))))} of {args.seeds}" if args.only_seeds
+                 else f"{args.seeds} seed(s)")
+        print(f"comparing {', '.join(row.label for row in rows)} over {which}: {runs} runs", flush=True)
 
     def progress(result: dict) -> None:
         finished.append(result)
@@ -342,7 +347,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = compare(args.configs, args.seeds, grid=args.grid, normalize=args.normalize, env_steps=args.env_steps,
                   preset=args.preset, sets=args.sets, workers=args.workers, threads=args.threads,
                   backend=args.backend, address=args.address, out=args.out, progress=progress, announce=announce,
-                  evaluation=evaluation)
+                  evaluation=evaluation, only_seeds=args.only_seeds)
     print((out / "summary.md").read_text())
     print(f"wrote {out / 'summary.md'}, {out / 'results.csv'} and the plots in {out}")
     return 1 if any("error" in r for r in finished) else 0

@@ -365,7 +365,8 @@ def compare(configs: Sequence[str], seeds: int, *, grid: Sequence[str] = (), nor
             env_steps: int | None = None, preset: str | None = None, sets: Iterable[str] = (),
             workers: int | None = None, threads: int | None = None, backend: str = "local",
             address: str | None = None, out: str | Path | None = None, progress: Any = None,
-            announce: Any = None, evaluation: Any = None, evaluation_interval: float = 10.0) -> Path:
+            announce: Any = None, evaluation: Any = None, evaluation_interval: float = 10.0,
+            only_seeds: Iterable[int] | None = None) -> Path:
     """Run every (row, seed) pair and write the comparison; returns the output directory.
 
     Args:
@@ -380,6 +381,8 @@ def compare(configs: Sequence[str], seeds: int, *, grid: Sequence[str] = (), nor
             directories every ``evaluation_interval`` seconds (not for a remote Ray cluster,
             whose run directories are elsewhere).
         announce: called once with the planned rows and the number of runs, before any run.
+        only_seeds: run only these of seeds 0..seeds-1 (the others ran elsewhere, e.g. on a
+            machine whose run folders are gone but whose results are kept).
 
     Raises:
         ConfigError: a variant or grid that does not parse or resolve, two rows that resolve to
@@ -391,13 +394,18 @@ def compare(configs: Sequence[str], seeds: int, *, grid: Sequence[str] = (), nor
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
+    chosen = list(range(seeds)) if only_seeds is None else sorted(set(only_seeds))
+    outside = [seed for seed in chosen if not 0 <= seed < seeds]
+    if outside or not chosen:
+        raise ConfigError(f"--only-seed must name seeds in 0..{seeds - 1} (--seeds {seeds}), got "
+                          f"{', '.join(map(str, outside)) or 'none'}")
     sets = list(sets)
     rows = plan_rows(configs, grid, preset=preset, sets=sets, env_steps=env_steps)  # fail fast, before any run
     scales = task_scales([row.task for row in rows], parse_normalize(normalize))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(rows) * seeds))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(rows) * len(chosen)))
     threads = threads or 1  # small RL networks are latency-bound: one thread per run (README, "CPU threads")
     out = Path(out) if out is not None else default_out_dir(rows, preset)
-    pairs = [_pair(row, seed, out, preset, sets, env_steps, threads) for row in rows for seed in range(seeds)]
+    pairs = [_pair(row, seed, out, preset, sets, env_steps, threads) for row in rows for seed in chosen]
     if announce is not None:
         announce(rows, len(pairs))
     start = time.perf_counter()

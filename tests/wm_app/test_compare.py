@@ -463,3 +463,26 @@ def test_sigterm_to_a_two_worker_compare_saves_the_running_pairs_and_starts_no_o
     time.sleep(1.0)
     assert living_processes_in_group(proc.pid) == []  # no worker outlives the compare
     assert "seed 2: " + compare_module().NOT_RUN in (out / "summary.md").read_text()
+
+
+def test_only_seed_runs_those_seeds_in_their_usual_folders_and_a_bad_one_is_named(tmp_path, capsys, monkeypatch):
+    started = []
+    real_run = SerialPipeline.run
+
+    def record(self):
+        started.append(self.run_dir.name)
+        return real_run(self)
+
+    monkeypatch.setattr(SerialPipeline, "run", record)
+    out = tmp_path / "cmp"
+    assert main(["compare", "pendulum_sac", "--seeds", "3", "--only-seed", "2", "--only-seed", "0", "--preset",
+                 "debug", "--env-steps", "200", "--out", str(out), "--workers", "1"]) == 0
+    assert started == ["seed0", "seed2"]
+    assert "over seed(s) 0, 2 of 3: 2 runs" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "runs" / "pendulum_sac").iterdir()) == ["seed0", "seed2"]
+    with open(out / "results.csv") as handle:
+        assert {r["seed"] for r in csv.DictReader(handle)} == {"0", "2"}
+    assert main(["compare", "pendulum_sac", "--seeds", "3", "--only-seed", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--only-seed must name seeds in 0..2 (--seeds 3), got 3" in err and "Traceback" not in err
+    assert started == ["seed0", "seed2"]

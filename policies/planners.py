@@ -30,6 +30,12 @@ critic, as TD-MPC2's does).
 
 Continuous actions plan in [-1, 1] per dimension (scaled to the env's bounds);
 discrete actions plan with categorical CEM (per-step action probabilities).
+
+The action taken is the refitted distribution's mean first action (``action_choice="mean"``),
+or, as TD-MPC2 does, the first action of one final elite drawn with the refit's weights
+(``"elite_sample"``). ``collect`` adds Gaussian noise of std ``collect_noise``, or, with ``collect_plan_std``
+(TD-MPC2), of the final distribution's own std at the first step (wide while the planner is
+unsure, down to ``min_std`` once it is sure).
 """
 from __future__ import annotations
 
@@ -47,6 +53,7 @@ from wm_core.config import ConfigError, check_range
 from wm_core.utils import check_rank, generator_for
 
 PROPAGATIONS = ("ts_inf", "ts_1", "mean")
+ACTION_CHOICES = ("mean", "elite_sample")
 ACT_SEED_OFFSET = 1_000_003  # the evaluation generator's seed is the policy's seed plus this
 
 
@@ -155,6 +162,10 @@ class PlannerPolicy(Policy):
         noise_exponent=0.0,  # colored noise: 0 white (CEM), 2-3 for iCEM
         warm_start=True,  # start each step from the previous plan shifted by one step
         collect_noise=0.1,  # Gaussian std added by collect (discrete: chance of a random action)
+        collect_plan_std=False,  # True: collect's Gaussian std is the final sampling std of the first
+        # step instead of collect_noise (continuous actions; TD-MPC2)
+        action_choice="mean",  # mean: the distribution's mean first action; elite_sample: one final
+        # elite's, drawn with the refit's weights (TD-MPC2); discrete actions take the best candidate's
         prior=None,  # a companion policy config (e.g. dict(type="sac")) that learns from batches
         prior_candidates=0,  # candidates that follow the prior (or the model's policy) through the model
         value_bootstrap=False,  # add gamma^H * value(final state) (the prior's, else the model's) to returns
@@ -177,7 +188,11 @@ class PlannerPolicy(Policy):
         else:
             raise ConfigError(f"policy '{self.cfg.type}' needs a Discrete or a bounded 1-D Box action space, "
                               f"got {space}")
+        if self.discrete and self.cfg.collect_plan_std:
+            raise ConfigError("policy.collect_plan_std is Gaussian noise for continuous actions; with a Discrete "
+                              "action space collect_noise is the chance of a random action")
         self.particles = self._particles()
+        self.first_std: torch.Tensor | None = None  # the last plan's final std at its first step, [B, A]
         self.prior = self._build_prior(env_spec, seed)
         # Evaluation plans with its own generator, reseeded at every evaluation episode, so that
         # evaluating never moves the training run's random streams (exact resume holds).
@@ -206,6 +221,9 @@ class PlannerPolicy(Policy):
         check_range(c, "min_std", 0.0, prefix="policy")
         check_range(c, "noise_exponent", 0.0, prefix="policy")
         check_range(c, "collect_noise", 0.0, prefix="policy")
+        if c.action_choice not in ACTION_CHOICES:
+            raise ConfigError(f"policy.action_choice must be one of {', '.join(ACTION_CHOICES)}, "
+                              f"got {c.action_choice!r}")
         check_range(c, "prior_candidates", 0, c.candidates, prefix="policy")
 
     def _check_model(self, model: Any) -> Any:
@@ -252,12 +270,13 @@ class PlannerPolicy(Policy):
     def collect(self, obs: torch.Tensor) -> torch.Tensor:
         check_rank("obs", obs, 2)
         action = self.plan(obs, "collect")
-        noise = float(self.cfg.collect_noise)
         if self.discrete:
+            noise = float(self.cfg.collect_noise)
             explore = torch.rand(action.shape, generator=self.generator, device=self.device) < noise
             random = torch.randint(0, self.action_dim, action.shape, generator=self.generator, device=self.device)
             return torch.where(explore, random, action)
         unit = self._unscale(action)
+        noise = self.first_std if self.cfg.collect_plan_std else float(self.cfg.collect_noise)
         unit = unit + noise * torch.randn(unit.shape, generator=self.generator, device=self.device)
         return self._scale(unit.clamp(-1.0, 1.0))
 
@@ -345,7 +364,8 @@ class PlannerPolicy(Policy):
             mean, std = self.refit(mean, std, elites, elite_returns)
             best.update(elites[:, 0], elite_returns[:, 0])
             kept = self.carry(elites)
-        return mean, self.first_action(mean, best.sequence), kept
+        self.first_std = std[:, 0]
+        return mean, self.first_action(mean, best.sequence, elites, elite_returns), kept
 
     def population(self, iteration: int) -> int:
         """Candidates sampled at ``iteration`` (less any prior candidates)."""
@@ -365,11 +385,25 @@ class PlannerPolicy(Policy):
         elites = torch.gather(sequences, 1, index[..., None, None].expand(-1, -1, *sequences.shape[2:]))
         return elite_returns, elites
 
-    def first_action(self, mean: torch.Tensor, best_sequence: torch.Tensor) -> torch.Tensor:
-        """The distribution's mean first action (continuous) or the best candidate's (discrete)."""
+    def first_action(self, mean: torch.Tensor, best_sequence: torch.Tensor, elites: torch.Tensor,
+                     elite_returns: torch.Tensor) -> torch.Tensor:
+        """The action to take: the best candidate's first (discrete); else the distribution's mean
+        first action, or (``action_choice="elite_sample"``) the first action of one of the last
+        iteration's elites drawn with the refit's weights.
+
+        Shapes:
+            mean [B, H, A], best_sequence [B, H, A], elites [B, K, H, A], elite_returns [B, K] -> [B, A] or [B]
+        """
         if self.discrete:
             return best_sequence[:, 0].argmax(-1)
+        if self.cfg.action_choice == "elite_sample":
+            index = torch.multinomial(self.elite_weights(elite_returns), 1, generator=self.rng)[:, 0]
+            return self._scale(elites[torch.arange(elites.shape[0], device=elites.device), index, 0])
         return self._scale(mean[:, 0].clamp(-1.0, 1.0))
+
+    def elite_weights(self, elite_returns: torch.Tensor) -> torch.Tensor:
+        """How much each elite counts in a refit: equally (CEM). Shapes: [B, K] -> [B, K], rows sum to 1"""
+        return torch.full_like(elite_returns, 1.0 / elite_returns.shape[1])
 
     def sample(self, mean: torch.Tensor, std: torch.Tensor, count: int) -> torch.Tensor:
         """``count`` candidates: [-1, 1] actions (continuous) or one-hot actions (discrete).
@@ -554,10 +588,13 @@ class MPPIPolicy(PlannerPolicy):
             raise ConfigError("policy 'mppi' plans continuous actions; use 'cem' or 'icem' for a Discrete "
                               "action space")
 
+    def elite_weights(self, elite_returns: torch.Tensor) -> torch.Tensor:
+        """``softmax(temperature * (return - best return))`` over the elites. Shapes: [B, K] -> [B, K]"""
+        return torch.softmax(float(self.cfg.temperature) * (elite_returns - elite_returns[:, :1]), dim=1)
+
     def refit(self, mean: torch.Tensor, std: torch.Tensor, elites: torch.Tensor, elite_returns: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        weights = torch.softmax(float(self.cfg.temperature) * (elite_returns - elite_returns[:, :1]), dim=1)
-        weights = weights[..., None, None]
+        weights = self.elite_weights(elite_returns)[..., None, None]
         new_mean = (weights * elites).sum(dim=1)
         new_std = (weights * (elites - new_mean[:, None]).pow(2)).sum(dim=1).sqrt().clamp_min(float(self.cfg.min_std))
         momentum = float(self.cfg.momentum)

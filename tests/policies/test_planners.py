@@ -320,3 +320,57 @@ def test_latent_models_are_planned_through_in_their_state_with_their_own_value_a
     torch.testing.assert_close(policy.evaluate(model.encode(obs), sequences), expected.expand(1, 2))
     with pytest.raises(ConfigError, match="policy.prior acts on observations"):
         planner("cem", model, prior={"type": "sac"})
+
+
+def test_elite_sample_takes_a_final_elites_first_action_drawn_with_the_refit_weights(monkeypatch):
+    policy = planner("mppi", QuadraticModel(), action_choice="elite_sample", temperature=1.0, elites=3)
+    elites = torch.tensor([[0.5, -0.5], [0.0, 0.25], [-1.0, 1.0]])[None, :, None, :].expand(1, 3, 3, 2)
+    returns = torch.tensor([[2.0, 1.0, 0.0]])
+    weights = policy.elite_weights(returns)
+    torch.testing.assert_close(weights, torch.softmax(torch.tensor([[0.0, -1.0, -2.0]]), dim=1))
+    drawn = []
+    real = torch.multinomial
+
+    def record(probs, count, generator=None):
+        drawn.append(probs.clone())
+        return real(probs, count, generator=generator)
+
+    monkeypatch.setattr(torch, "multinomial", record)
+    counts = torch.zeros(3)
+    for _ in range(600):
+        action = policy.first_action(torch.zeros(1, 3, 2), elites[:, 0], elites, returns)
+        row = [i for i in range(3) if torch.allclose(action[0], policy._scale(elites[0, i, 0]))]
+        assert len(row) == 1  # always one elite's first action, never a blend
+        counts[row[0]] += 1
+    torch.testing.assert_close(drawn[0], weights)
+    torch.testing.assert_close(counts / 600, weights[0], atol=0.06, rtol=0)
+    cem = planner("cem", QuadraticModel(), action_choice="elite_sample", elites=3)
+    torch.testing.assert_close(cem.elite_weights(returns), torch.full((1, 3), 1 / 3))
+    mean_choice = planner("mppi", QuadraticModel(), elites=3)
+    mean = torch.full((1, 3, 2), 0.25)
+    torch.testing.assert_close(mean_choice.first_action(mean, elites[:, 0], elites, returns), torch.full((1, 2), 0.5))
+
+
+def test_collect_plan_std_noise_is_the_final_distributions_first_step_std():
+    kwargs = dict(action_choice="mean", min_std=0.0, iterations=2, candidates=64, elites=8)
+    noisy = planner("mppi", QuadraticModel(), collect_noise=5.0, collect_plan_std=True, **kwargs)
+    obs = torch.zeros(4, 1)
+    noisy.generator.manual_seed(5)
+    planned = noisy.plan(obs, "collect")
+    std = noisy.first_std.clone()
+    assert std.shape == (4, 2) and (std > 0).all()
+    # collect: the same plan from the same generator state, then noise of exactly that std
+    noisy.generator.manual_seed(5)
+    noisy.plans["collect"] = None
+    unit = noisy._unscale(planned)
+    state = noisy.generator.get_state()
+    noisy.plan(obs, "collect")
+    expected_noise = torch.randn(unit.shape, generator=noisy.generator)
+    noisy.generator.set_state(state)
+    noisy.plans["collect"] = None
+    collected = noisy.collect(obs)
+    torch.testing.assert_close(collected, noisy._scale((unit + std * expected_noise).clamp(-1.0, 1.0)))
+    with pytest.raises(ConfigError, match=r"policy.action_choice must be one of mean, elite_sample, got 'best'"):
+        planner("mppi", QuadraticModel(), action_choice="best")
+    with pytest.raises(ConfigError, match="policy.collect_plan_std is Gaussian noise for continuous actions"):
+        planner("cem", QuadraticModel(), action_space=gym.spaces.Discrete(3), collect_plan_std=True)

@@ -339,6 +339,12 @@ MUTATIONS: tuple[Mutation, ...] = (
              "return torch.softmax(float(self.cfg.temperature) * (elite_returns - elite_returns[:, :1]), dim=1)",
              "return torch.softmax(elite_returns - elite_returns[:, :1], dim=1)",
              "MPPI weights the elites by exp(return) without the temperature", (T_PLANNERS,)),
+    Mutation("latent-q-dropout-in-planning", "worldmodels/latent.py",
+             "        return self.twohot.mean(net(torch.cat([state, unit_action], dim=-1), members, dropout=dropout,",
+             "        dropout = dropout or float(self.cfg.q_dropout)\n"
+             "        return self.twohot.mean(net(torch.cat([state, unit_action], dim=-1), members, dropout=dropout,",
+             "q_dropout also drops units when planning's value and the Q targets are computed",
+             ("tests/worldmodels/test_latent.py",)),
     Mutation("planners-elite-sample-takes-the-best", "policies/planners.py",
              "index = torch.multinomial(self.elite_weights(elite_returns), 1, generator=self.rng)[:, 0]",
              "index = elite_returns.argmax(dim=1)",

@@ -135,6 +135,10 @@ class EnsembleMLP(nn.Module):
         x [N, in_dim] (every member sees the same rows) or [K, N, in_dim] (member k sees
         x[k]); ``members`` [K] selects the members run (all E when None) ->
         [K, N, out_dim]
+
+    ``forward(..., dropout=p, generator=g)`` zeroes each unit of the first layer's output
+    (before its LayerNorm) with chance p and scales the rest by 1 / (1 - p), masks drawn with
+    ``g`` (TD-MPC2's Q dropout; only the losses ask for it).
     """
 
     def __init__(self, members: int, in_dim: int, hidden: list[int], out_dim: int,
@@ -158,8 +162,9 @@ class EnsembleMLP(nn.Module):
                 self.norm_biases.append(nn.Parameter(torch.zeros(members, 1, fan_out)))
         self.members = int(members)
 
-    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
-        if members is None and self.members == 1 and x.dim() == 2:
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None, dropout: float = 0.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        if members is None and self.members == 1 and x.dim() == 2 and not dropout:
             return self._forward_single(x).unsqueeze(0)
 
         def pick(param: torch.Tensor) -> torch.Tensor:
@@ -168,6 +173,9 @@ class EnsembleMLP(nn.Module):
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.matmul(x, pick(weight)) + pick(bias)
+            if i == 0 and dropout:
+                keep = torch.rand(x.shape, generator=generator, device=x.device) >= dropout
+                x = x * keep.to(x.dtype) / (1.0 - dropout)
             if i < last:
                 x = F.layer_norm(x, x.shape[-1:]) * pick(self.norm_weights[i]) + pick(self.norm_biases[i])
                 x = self.activation(x)
@@ -456,6 +464,7 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         "bins_low": -10.0,  # lowest bin in symlog space
         "bins_high": 10.0,  # highest bin in symlog space
         "num_q": 5,  # Q ensemble size; value = mean of 2 random Qs, targets = min of 2 random target Qs
+        "q_dropout": 0.0,  # dropout after the Qs' first layer in the value and actor losses (TD-MPC2: 0.01)
         "tau": 0.01,  # Polyak rate of the target Qs (and of the Q scale's EMA)
         "gamma": 0.99,  # discount (TD-MPC2 derives it from the episode length; see the module docstring)
         "n_step": 1,  # steps of reward summed before bootstrapping in the Q targets
@@ -500,6 +509,8 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
             check_range(c, key, 1, prefix="world_model")
         check_range(c, "num_bins", 2, prefix="world_model")
         check_range(c, "num_q", 2, prefix="world_model")
+        if isinstance(c.q_dropout, bool) or not isinstance(c.q_dropout, (int, float)) or not 0 <= c.q_dropout < 1:
+            raise ConfigError(f"config key 'world_model.q_dropout' must be in [0, 1), got {c.q_dropout!r}")
         for key in ("replay_ratio", "learning_starts", "pretrain_steps", "lr_warmup_steps", "entropy_coef",
                     "consistency_coef", "reward_coef", "value_coef", "termination_coef"):
             check_range(c, key, 0, prefix="world_model")
@@ -762,14 +773,16 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
 
     # -- actor and critic -----------------------------------------------
     def q_values(self, state: torch.Tensor, unit_action: torch.Tensor, members: torch.Tensor | None = None,
-                 target: bool = False) -> torch.Tensor:
-        """Expected Q of the chosen members (all when None), online or target.
+                 target: bool = False, dropout: float = 0.0) -> torch.Tensor:
+        """Expected Q of the chosen members (all when None), online or target; ``dropout``
+        (the losses' ``q_dropout``) draws its masks with the model's generator.
 
         Shapes:
             state [N, S], unit_action [N, A], members [K] -> [K, N]
         """
         net = self.target_q if target else self.q_ensemble
-        return self.twohot.mean(net(torch.cat([state, unit_action], dim=-1), members))
+        return self.twohot.mean(net(torch.cat([state, unit_action], dim=-1), members, dropout=dropout,
+                                    generator=self.generator))
 
     def two_q(self, generator: torch.Generator | None) -> torch.Tensor:
         """Two distinct Q members drawn with ``generator``. Shapes: -> [2] (long)"""
@@ -909,7 +922,8 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         inputs = torch.cat([states[:-1], actions[:, None].expand(-1, members, -1, -1)], dim=-1)
         reward_nll = -self.twohot.log_prob(self.reward_head(inputs), self._per_member(batch["reward"][:horizon],
                                                                                        members))
-        q_logits = self.q_ensemble(inputs.flatten(0, 2)).unflatten(1, inputs.shape[:3])
+        q_logits = self.q_ensemble(inputs.flatten(0, 2), dropout=float(c.q_dropout),
+                                   generator=self.generator).unflatten(1, inputs.shape[:3])
         value_nll = -self.twohot.log_prob(q_logits, self._per_member(targets.returns, members).expand(c.num_q,
                                                                                                      -1, -1, -1))
         valid = targets.valid[:horizon]
@@ -982,7 +996,8 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         """
         unit, log_prob = self.actor(states.flatten(0, 2), self.generator)
         with frozen(self.q_ensemble):
-            q = self.q_values(states.flatten(0, 2), unit, self.two_q(self.generator)).mean(0)
+            q = self.q_values(states.flatten(0, 2), unit, self.two_q(self.generator),
+                              dropout=float(self.cfg.q_dropout)).mean(0)
         q = q.view(states.shape[:3])
         self.scale.update(q[0])
         entropy = -log_prob.view(states.shape[:3]) * self.action_dim

@@ -9,7 +9,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+import worldmodels.latent as latent_module
 from registry import POLICY_REGISTRY, WORLD_MODEL_REGISTRY
 from wm_core.config import ConfigError
 from workers.buffer import ReplayBuffer, random_buffer
@@ -189,6 +191,46 @@ def test_consistency_loss_weights_each_rollout_step_by_rho_to_the_t():
     assert metrics["consistency_loss"] == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_q_dropout_zeroes_first_layer_units_with_the_generator_and_only_in_the_losses(monkeypatch):
+    wm = model(num_q=2, q_dropout=0.25)
+    net = wm.q_ensemble
+    with torch.no_grad():
+        for param in net.parameters():
+            param.copy_(torch.randn_like(param))
+    x = torch.randn(6, net.weights[0].shape[1])
+    masks = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        dropped = net(x, dropout=0.25, generator=torch.Generator().manual_seed(3))
+        hidden = torch.matmul(x, net.weights[0]) + net.biases[0]
+        keep = torch.rand(hidden.shape, generator=masks) >= 0.25
+        assert 0 < keep.float().mean() < 1
+        hidden = hidden * keep / 0.75
+        for i in range(1, len(net.weights)):
+            hidden = F.silu(F.layer_norm(hidden, hidden.shape[-1:]) * net.norm_weights[i - 1] + net.norm_biases[i - 1])
+            hidden = torch.matmul(hidden, net.weights[i]) + net.biases[i]
+        torch.testing.assert_close(dropped, hidden)
+        plain = net(x)
+        assert not torch.allclose(dropped, plain)
+        torch.testing.assert_close(net(x, dropout=0.0, generator=torch.Generator().manual_seed(3)), plain)
+    # planning's value and the Q targets see the whole net; the value and actor losses drop units
+    calls = []
+    real = type(net).forward
+
+    def record(self, inputs, members=None, dropout=0.0, generator=None):
+        calls.append((self is wm.target_q, dropout))
+        return real(self, inputs, members, dropout, generator)
+
+    monkeypatch.setattr(latent_module.EnsembleMLP, "forward", record)
+    state = wm.encode(torch.randn(4, OBS_DIM))
+    wm.value(state)
+    wm.target_value(state)
+    assert calls == [(False, 0.0), (True, 0.0)]
+    calls.clear()
+    wm.train_step(wm.sample(pendulum_buffer()))
+    assert all(d == 0.0 for target, d in calls if target)
+    assert sum(1 for target, d in calls if not target and d == 0.25) == 2  # the value loss and the actor's Q
+
+
 def test_polyak_update_moves_the_target_qs_by_tau():
     wm = model(tau=0.1)
     with torch.no_grad():
@@ -300,7 +342,7 @@ def test_training_lowers_the_loss():
 
 @pytest.mark.parametrize("extra", [dict(n_step=3), dict(standardize_deltas=True, simnorm=False),
                                    dict(termination="learned", dynamics_modes=2, deterministic_dynamics=False),
-                                   dict(lr_warmup_steps=10)])
+                                   dict(lr_warmup_steps=10), dict(q_dropout=0.01)])
 def test_variants_train_with_finite_losses(extra):
     wm = WORLD_MODEL_REGISTRY.build({**TINY, **extra}, gym.make("Pendulum-v1"), None, seed=0)
     buffer = pendulum_buffer()
@@ -327,13 +369,14 @@ def test_train_owes_replay_ratio_steps_and_pretrains_once():
     assert wm.gradient_steps == 6  # 0.5 x 4 env steps, the half step carried over
 
 
-def test_state_dict_resumes_training_exactly():
+@pytest.mark.parametrize("q_dropout", [0.0, 0.2])
+def test_state_dict_resumes_training_exactly(q_dropout):
     env = gym.make("Pendulum-v1")
-    first = WORLD_MODEL_REGISTRY.build(TINY, env, None, seed=0)
+    first = WORLD_MODEL_REGISTRY.build({**TINY, "q_dropout": q_dropout}, env, None, seed=0)
     buffer = pendulum_buffer()
     for _ in range(3):
         first.train_step(first.sample(buffer))
-    second = WORLD_MODEL_REGISTRY.build(TINY, env, None, seed=5)
+    second = WORLD_MODEL_REGISTRY.build({**TINY, "q_dropout": q_dropout}, env, None, seed=5)
     saved = io.BytesIO()  # through bytes as a checkpoint goes (a loaded optimiser would share tensors)
     torch.save(first.state_dict(), saved)
     saved.seek(0)
@@ -357,6 +400,7 @@ def test_termination_auto_is_off_for_envs_that_never_terminate():
     (dict(latent_dim=10), r"latent_dim \(10\) must be a multiple of world_model.simnorm_dim \(4\)"),
     (dict(context="goal", context_slice=[2, 9]), "context_slice must be"),
     (dict(num_q=1), "num_q"),
+    (dict(q_dropout=1.0), r"world_model.q_dropout' must be in \[0, 1\), got 1.0"),
     (dict(horizon_kk=3), "did you mean 'horizon_k'"),
 ])
 def test_config_errors_name_the_problem(cfg, message):

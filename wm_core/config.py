@@ -137,9 +137,10 @@ def to_plain(value: Any) -> Any:
 
 
 def check_range(cfg: Mapping, key: str, low: float | None = None, high: float | None = None, *,
-                prefix: str = "", low_open: bool = False, allow_none: bool = False) -> None:
-    """Raise ConfigError unless ``cfg[key]`` (a dotted path) lies in [low, high] (or (low, high] when
-    ``low_open``); None passes when ``allow_none``.
+                prefix: str = "", low_open: bool = False, high_open: bool = False,
+                allow_none: bool = False) -> None:
+    """Raise ConfigError unless ``cfg[key]`` (a dotted path) lies in [low, high] (open at the low
+    end when ``low_open``, at the high end when ``high_open``); None passes when ``allow_none``.
     """
     node: Any = cfg
     for part in key.split("."):
@@ -150,10 +151,10 @@ def check_range(cfg: Mapping, key: str, low: float | None = None, high: float | 
     if isinstance(node, bool) or not isinstance(node, (int, float)) or not math.isfinite(node):
         raise ConfigError(f"config key '{name}' must be a finite number, got {node!r}")
     too_low = low is not None and (node <= low if low_open else node < low)
-    too_high = high is not None and node > high
+    too_high = high is not None and (node >= high if high_open else node > high)
     if too_low or too_high:
-        left = "(" if low_open else "["
-        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
         raise ConfigError(f"config key '{name}' must be within {bounds}, got {node!r}")
 
 

@@ -509,8 +509,7 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
             check_range(c, key, 1, prefix="world_model")
         check_range(c, "num_bins", 2, prefix="world_model")
         check_range(c, "num_q", 2, prefix="world_model")
-        if isinstance(c.q_dropout, bool) or not isinstance(c.q_dropout, (int, float)) or not 0 <= c.q_dropout < 1:
-            raise ConfigError(f"config key 'world_model.q_dropout' must be in [0, 1), got {c.q_dropout!r}")
+        check_range(c, "q_dropout", 0.0, 1.0, high_open=True, prefix="world_model")
         for key in ("replay_ratio", "learning_starts", "pretrain_steps", "lr_warmup_steps", "entropy_coef",
                     "consistency_coef", "reward_coef", "value_coef", "termination_coef"):
             check_range(c, key, 0, prefix="world_model")

@@ -80,6 +80,9 @@ def test_range_checks_with_open_and_closed_bounds():
         check_range(cfg, "tau", 0.0, 1.0, low_open=True, prefix="policy")
     check_range(cfg, "tau", 0.0, 1.0)  # a closed bound admits itself
     check_range(cfg, "gamma", 0.0, 1.0)
+    with pytest.raises(ConfigError, match=r"'gamma' must be within \[0.0, 1.0\), got 1.0"):
+        check_range(cfg, "gamma", 0.0, 1.0, high_open=True)
+    check_range(cfg, "tau", 0.0, 1.0, high_open=True)  # an open high end still admits the low one
     with pytest.raises(ConfigError, match=r"'gamma' must be within \[0.0, 0.99\], got 1.0"):
         check_range(cfg, "gamma", 0.0, 0.99)
     with pytest.raises(ConfigError, match=r"'steps' must be within \[1, inf\], got 0"):

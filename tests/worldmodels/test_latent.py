@@ -400,7 +400,7 @@ def test_termination_auto_is_off_for_envs_that_never_terminate():
     (dict(latent_dim=10), r"latent_dim \(10\) must be a multiple of world_model.simnorm_dim \(4\)"),
     (dict(context="goal", context_slice=[2, 9]), "context_slice must be"),
     (dict(num_q=1), "num_q"),
-    (dict(q_dropout=1.0), r"world_model.q_dropout' must be in \[0, 1\), got 1.0"),
+    (dict(q_dropout=1.0), r"world_model.q_dropout' must be within \[0.0, 1.0\), got 1.0"),
     (dict(horizon_kk=3), "did you mean 'horizon_k'"),
 ])
 def test_config_errors_name_the_problem(cfg, message):

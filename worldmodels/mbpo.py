@@ -34,7 +34,7 @@ from easydict import EasyDict
 from torch import nn
 
 from registry import WORLD_MODEL_REGISTRY
-from wm_core.config import ConfigError
+from wm_core.config import ConfigError, check_range
 from wm_core.protocols import TransitionBuffer
 from wm_core.utils import adam, check_rank
 from wm_envs.termination import TerminationFn, never_done, termination_fn
@@ -300,11 +300,9 @@ class EnsembleTrainer:
         if len(weight_decays) != len(ensemble.layers):
             raise ConfigError(f"world_model.weight_decays needs one value per layer ({len(ensemble.layers)}: "
                               f"hidden layers + output), got {len(weight_decays)}")
-        if not 0.0 <= holdout_ratio < 1.0:
-            raise ConfigError(f"world_model.holdout_ratio must be within [0, 1), got {holdout_ratio}")
+        check_range(cfg, "holdout_ratio", 0, 1, high_open=True, prefix="world_model")
         for name in ("batch_size", "max_epochs", "max_epochs_since_update", "min_epoch_batches"):
-            if cfg[name] < 1:
-                raise ConfigError(f"world_model.{name} must be >= 1, got {cfg[name]}")
+            check_range(cfg, name, 1, prefix="world_model")
         self.ensemble = ensemble
         self.generator = generator
         # the hyper-parameters, read where used (typed: a config may hold 1e3 for an int)

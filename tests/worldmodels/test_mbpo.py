@@ -315,6 +315,13 @@ def test_config_errors() -> None:
         trainer_for(small_ensemble(), weight_decays=[1e-5])
     with pytest.raises(ConfigError, match="elite_size"):
         small_ensemble(elite_size=5)
+    # the trainer's numbers: a clear error for a wrong type too, not a TypeError from a comparison
+    for key, value, message in (("holdout_ratio", 1.0, r"'world_model.holdout_ratio' must be within \[0, 1\)"),
+                                ("holdout_ratio", "0.2", "'world_model.holdout_ratio' must be a finite number"),
+                                ("batch_size", 0, r"'world_model.batch_size' must be within \[1, inf\]"),
+                                ("max_epochs", None, "'world_model.max_epochs' must be a finite number")):
+        with pytest.raises(ConfigError, match=message):
+            trainer_for(small_ensemble(), **{key: value})
     with pytest.raises(ConfigError, match="unknown config key"):
         build_model(ensemble_sise=3)
     with pytest.raises(ConfigError, match="termination"):

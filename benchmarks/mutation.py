@@ -481,6 +481,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("plan2explore-norm-decay-swapped", "worldmodels/plan2explore.py",
              "torch.lerp(self.magnitude, value, 1.0 - NORM_DECAY)", "torch.lerp(self.magnitude, value, NORM_DECAY)",
              "the disagreement's running mean follows the last batch instead of averaging", (T_P2E,)),
+    Mutation("plan2explore-replay-task-continues-from-explorer", "policies/dreamer.py",
+             "task_continues = torch.cat([start_continues.unsqueeze(0), 1.0 - task_dones])",
+             "task_continues = torch.cat([start_continues.unsqueeze(0), 1.0 - dones])",
+             "with replay starts the task rollout's continues come from the explorer's rollout", (T_P2E,)),
 )
 
 

@@ -23,7 +23,9 @@ action) plus ``extrinsic_scale`` times the task reward. The task actor-critic le
 task reward from the same imagination: ``task_horizon`` steps of the task actor from every
 state the explorer imagined, weighted by the chance that the explorer's rollout is still
 running there, its critic regressed on lambda-returns bootstrapped from itself (zero-shot:
-the task actor never needs to collect). The exploration actor collects until the env step
+the task actor never needs to collect); with ``task_starts="replay"`` it imagines its own
+rollout from the explorer's starts instead, as long as the schedule says (as without
+Plan2Explore). The exploration actor collects until the env step
 ``explore_until`` (None: always), the task actor after; evaluation always uses the task actor.
 """
 from __future__ import annotations
@@ -363,7 +365,8 @@ class DreamerPolicy(Policy):
         """Plan2Explore's update (module docstring): the explorer imagines from the starts and
         learns from its rollout's ``aug_rewards`` (the intrinsic reward of each imagined state
         and action) plus ``extrinsic_scale`` times the task reward; the task actor-critic learns
-        from ``task_horizon`` steps of its own actor from every state of that imagination."""
+        from ``task_horizon`` steps of its own actor from every state of that imagination
+        (``task_starts="explorer"``) or from its own rollout from the same starts ("replay")."""
         model, explore = self.world_model, self.exploration
         with self.autocast():
             starts, start_continues = self.pick_starts(data)
@@ -374,11 +377,16 @@ class DreamerPolicy(Policy):
             explore_rewards = intrinsic + explore.extrinsic_scale * rewards
             explore_losses = self.losses(self.explorer, states, actions, explore_rewards, continues, outputs)
 
-            # the task actor-critic from every imagined state, weighted by the chance it is reached
-            alive = torch.cumprod(continues, 0)[:-1].detach().flatten()
-            task_states, task_actions, task_rewards, _, task_dones, task_outputs = self.imagine_with(
-                model, states[:-1].detach().flatten(0, 1), data.envstep, self.task, horizon=explore.task_horizon)
-            task_continues = torch.cat([alive.unsqueeze(0), 1.0 - task_dones])
+            if explore.task_starts == "replay":  # the task actor's own rollout from the same starts
+                task_states, task_actions, task_rewards, _, task_dones, task_outputs = self.imagine_with(
+                    model, starts, data.envstep, self.task)
+                task_continues = torch.cat([start_continues.unsqueeze(0), 1.0 - task_dones])
+            else:  # from every state the explorer imagined, weighted by the chance it is reached
+                alive = torch.cumprod(continues, 0)[:-1].detach().flatten()
+                task_states, task_actions, task_rewards, _, task_dones, task_outputs = self.imagine_with(
+                    model, states[:-1].detach().flatten(0, 1), data.envstep, self.task,
+                    horizon=explore.task_horizon)
+                task_continues = torch.cat([alive.unsqueeze(0), 1.0 - task_dones])
             task_losses = self.losses(self.task, task_states, task_actions, task_rewards, task_continues,
                                       task_outputs)
 

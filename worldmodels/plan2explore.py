@@ -44,8 +44,13 @@ DEFAULTS: dict[str, Any] = {
     # the dreamer policy's part
     "extrinsic_scale": 0.0,  # weight of the task reward in the exploration actor-critic's reward
     "explore_until": None,  # env step from which the task actor collects; None: the exploration actor always
-    "task_horizon": 1,  # imagined steps of the task actor from every state of the explorer's imagination
+    # where the task actor-critic imagines from: "explorer", ``task_horizon`` steps of its own actor
+    # from every state of the explorer's imagination; "replay", its own rollout from the same
+    # replay starts as the explorer, as long as the world model's schedule says (as plain dreamer)
+    "task_starts": "explorer",
+    "task_horizon": 1,  # imagined steps of the task actor from every explorer state ("explorer" only)
 }
+TASK_STARTS = ("explorer", "replay")
 
 
 def check_config(cfg: Mapping) -> None:
@@ -55,6 +60,9 @@ def check_config(cfg: Mapping) -> None:
             raise ConfigError(f"world_model.plan2explore.{key} must be >= {least}, got {cfg[key]}")
     if cfg.units is not None and (not isinstance(cfg.units, int) or cfg.units < 1):
         raise ConfigError(f"world_model.plan2explore.units must be None or an int >= 1, got {cfg.units!r}")
+    if cfg.task_starts not in TASK_STARTS:
+        raise ConfigError(f"world_model.plan2explore.task_starts must be one of {', '.join(TASK_STARTS)}, "
+                          f"got {cfg.task_starts!r}")
     if cfg.target not in TARGETS:
         raise ConfigError(f"world_model.plan2explore.target must be one of {', '.join(TARGETS)}, "
                           f"got {cfg.target!r}")

@@ -234,6 +234,34 @@ def test_the_explorer_learns_the_intrinsic_reward_and_the_task_the_extrinsic_one
     assert all(p.grad is None for p in model.nets.parameters())
 
 
+def test_with_replay_starts_the_task_actor_imagines_its_own_rollout_from_the_explorers_starts(monkeypatch):
+    model, policy = build(ContinuousSpec, imagine_starts=0, task_starts="replay", task_horizon=3)
+    seen = []
+    rollout, losses = model.rollout, policy.losses
+
+    def record_rollout(start, actor_fn, envstep, horizon=None):
+        out = rollout(start, actor_fn, envstep, horizon)
+        seen.append((start, horizon, out))
+        return out
+
+    def record_losses(ac, states, actions, rewards, continues, outputs):
+        seen.append((ac, rewards, continues))
+        return losses(ac, states, actions, rewards, continues, outputs)
+
+    monkeypatch.setattr(model, "rollout", record_rollout)
+    monkeypatch.setattr(policy, "losses", record_losses)
+    metrics = policy.learn(model.imagination_starts())
+    (explore_starts, _, _), (explorer, _, _), (task_starts, task_horizon, task_out), (task, task_rewards,
+                                                                                   task_continues) = seen
+    assert explorer is policy.explorer and task is policy.task
+    # the same starts, the schedule's horizon (4) and not task_horizon, the starts' own continues
+    assert torch.equal(task_starts, explore_starts) and task_horizon is None
+    assert task_out[0].shape[0] == 5 and task_out[0].shape[1] == explore_starts.shape[0]
+    assert torch.equal(task_rewards, task_out[2])
+    torch.testing.assert_close(task_continues, torch.cat([model.start_continues.unsqueeze(0), 1.0 - task_out[4]]))
+    assert all(math.isfinite(v) for v in metrics.values())
+
+
 def test_collecting_actor_switches_at_explore_until(monkeypatch):
     def calls(policy):
         counts = {"explore": 0, "task": 0}
@@ -276,7 +304,8 @@ def test_bad_plan2explore_values_are_named():
                          (dict(ensemble=1), "plan2explore.ensemble must be >= 2"),
                          (dict(explore_until=-1), "plan2explore.explore_until must be None or an env step"),
                          (dict(explore_until="soon"), "plan2explore.explore_until must be None or an env step"),
-                         (dict(task_horizon=0), "plan2explore.task_horizon must be >= 1")):
+                         (dict(task_horizon=0), "plan2explore.task_horizon must be >= 1"),
+                         (dict(task_starts="buffer"), "plan2explore.task_starts must be one of explorer, replay")):
         with pytest.raises(ConfigError, match=message):
             make(VectorSpec, **p2e(**cfg))
     with pytest.raises(ConfigError, match="unknown config key 'world_model.plan2explore.size'"):

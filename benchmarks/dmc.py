@@ -19,8 +19,10 @@ committed ``results.csv``; a seed on disk replaces them. A (task, method) with n
 left out of the table.
 
 Writes into ``--docs`` (default ``docs/benchmarks/dmc``): ``table.md``, ``results.csv``
-(every evaluation of every run) and ``<task>.png`` (learning curves with the published
-figures marked).
+(every evaluation of every run, with the machine that ran it: the CPU this report runs on
+for a run folder under ``--out``, the recorded one for a committed row) and ``<task>.png``
+(learning curves with the published figures marked). Wall-clock and env steps/s are given
+per machine, as the same run takes different times on different CPUs.
 
 Env steps are control steps (an agent step with action repeat 2 is 2 env steps), the
 convention of every source below.
@@ -39,6 +41,9 @@ from pathlib import Path
 TASKS = ("cartpole_swingup", "walker_walk", "cheetah_run")
 METHODS = ("dreamerv3", "tdmpc", "sac")
 BUDGETS = (50_000, 100_000)
+COLUMNS = ["task", "method", "seed", "env_step", "wall_time", "eval_return_mean", "machine"]
+# the machine of a committed row written before results.csv recorded one
+UNRECORDED = "AMD EPYC, 2 cores (an earlier session's machine; its kind was not recorded)"
 
 SOURCES = {
     "tdmpc2": "TD-MPC2 repository, results/<method>/<task>.csv, 3 seeds (github.com/nicklashansen/tdmpc2, "
@@ -69,24 +74,28 @@ def run_dirs(out: Path, task: str, method: str) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[4:]))
 
 
-def evaluation(record: dict) -> dict[str, float]:
-    """The three numbers the table uses from a progress.csv or results.csv row."""
-    return {key: float(record[key]) for key in ("env_step", "wall_time", "eval_return_mean")}
+def evaluation(record: dict, machine: str) -> dict:
+    """The three numbers the table uses from a progress.csv or results.csv row, and its machine."""
+    return {**{key: float(record[key]) for key in ("env_step", "wall_time", "eval_return_mean")},
+            "machine": machine}
 
 
-def read_rows(run_dir: Path) -> list[dict[str, float]]:
+def read_rows(run_dir: Path, machine: str) -> list[dict]:
     with open(run_dir / "progress.csv") as handle:
-        return [evaluation(row) for row in csv.DictReader(handle) if row.get("eval_return_mean") not in (None, "")]
+        return [evaluation(row, machine) for row in csv.DictReader(handle)
+                if row.get("eval_return_mean") not in (None, "")]
 
 
-def read_committed(path: Path) -> dict[tuple[str, str, int], list[dict[str, float]]]:
-    """The rows of a committed ``results.csv`` by (task, method, seed); {} when there is none."""
+def read_committed(path: Path) -> dict[tuple[str, str, int], list[dict]]:
+    """The rows of a committed ``results.csv`` by (task, method, seed); {} when there is none.
+    A row without a machine (written before the column existed) gets ``UNRECORDED``."""
     if not path.is_file():
         return {}
-    found: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    found: dict[tuple[str, str, int], list[dict]] = {}
     with open(path) as handle:
         for row in csv.DictReader(handle):
-            found.setdefault((row["task"], row["method"], int(row["seed"])), []).append(evaluation(row))
+            found.setdefault((row["task"], row["method"], int(row["seed"])), []).append(
+                evaluation(row, row.get("machine") or UNRECORDED))
     return {key: sorted(rows, key=lambda r: r["env_step"]) for key, rows in found.items()}
 
 
@@ -98,7 +107,8 @@ def at_budget(rows: Sequence[dict], budget: int) -> dict | None:
     """The evaluation at ``budget`` env steps (the last one at or before it, once the run got there)."""
     if not rows or rows[-1]["env_step"] < budget:
         return None
-    return [row for row in rows if row["env_step"] <= budget][-1]
+    before = [row for row in rows if row["env_step"] <= budget]
+    return before[-1] if before else None  # None: the first recorded evaluation is past the budget
 
 
 def median_range(values: Sequence[float]) -> str:
@@ -107,17 +117,22 @@ def median_range(values: Sequence[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
 
-def our_row(task: str, method: str, runs: dict[int, list[dict]], seeds: int) -> str:
+def our_row(task: str, method: str, runs: dict[int, list[dict]], seeds: int, labels: dict[str, str]) -> str:
+    """One table row; ``labels`` names each machine by a letter (the footnote says which is which)."""
     cells = []
     for budget in BUDGETS:
         reached = [at_budget(rows, budget) for rows in runs.values()]
         values = [row["eval_return_mean"] for row in reached if row is not None]
         cells.append(f"{median_range(values)} [{len(values)} of {seeds}]")
-    final = [at_budget(rows, BUDGETS[-1]) for rows in runs.values()]
-    walls = [row["wall_time"] for row in final if row is not None]
-    wall = f"{statistics.median(walls) / 3600:.2f} h" if walls else "n/a"
-    rate = f"{BUDGETS[-1] / statistics.median(walls):.1f}" if walls else "n/a"
-    progress = ", ".join(f"s{seed}: {int(rows[-1]['env_step']):,}" for seed, rows in sorted(runs.items()) if rows)
+    final = [row for row in (at_budget(rows, BUDGETS[-1]) for rows in runs.values()) if row is not None]
+    walls: dict[str, list[float]] = {}
+    for row in final:
+        walls.setdefault(row["machine"], []).append(row["wall_time"])
+    per_machine = sorted(walls.items(), key=lambda item: labels[item[0]])
+    wall = ", ".join(f"{statistics.median(w) / 3600:.2f} h ({labels[m]})" for m, w in per_machine) or "n/a"
+    rate = ", ".join(f"{BUDGETS[-1] / statistics.median(w):.1f} ({labels[m]})" for m, w in per_machine) or "n/a"
+    progress = ", ".join(f"s{seed}: {int(rows[-1]['env_step']):,} ({labels[rows[-1]['machine']]})"
+                         for seed, rows in sorted(runs.items()) if rows)
     return (f"| {task.replace('_', '-')} | ours: {method} | {cells[0]} | {cells[1]} | {wall} | {rate} | "
             f"{progress or 'not started'} |")
 
@@ -133,8 +148,11 @@ def published_rows(task: str) -> list[str]:
     return lines
 
 
-def machine_line() -> str:
-    import torch
+def machine_name() -> str:
+    """This machine as results.csv records it: CPU model, cores, whether it runs bf16 natively."""
+    import os
+
+    from wm_core.precision import cpu_has_native_bf16
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -144,13 +162,8 @@ def machine_line() -> str:
                 break
     except OSError:
         pass
-    import os
-
-    from wm_core.precision import cpu_has_native_bf16
-
-    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16 (fp32 where precision is auto)"
-    return (f"{cpu} ({bf16}), {os.cpu_count()} cores, torch {torch.__version__}, one torch thread per run; "
-            f"table written {datetime.date.today().isoformat()}")
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    return f"{cpu}, {os.cpu_count()} cores, {bf16}"
 
 
 def report(out: Path, docs: Path, tasks: Sequence[str], methods: Sequence[str], seeds: int) -> str:
@@ -160,30 +173,43 @@ def report(out: Path, docs: Path, tasks: Sequence[str], methods: Sequence[str], 
              "|---|---|---|---|---|---|---|"]
     all_rows = []
     committed = read_committed(docs / "results.csv")
+    here = machine_name()
+    found: dict[tuple[str, str], dict[int, list[dict]]] = {}
+    for task in tasks:
+        for method in methods:
+            runs = {seed: rows for (t, m, seed), rows in committed.items() if (t, m) == (task, method)}
+            runs.update({int(d.name[4:]): read_rows(d, here) for d in run_dirs(out, task, method)})
+            if runs or has_config(task, method):
+                found[task, method] = {seed: rows for seed, rows in sorted(runs.items()) if seed < seeds}
+    machines = sorted({row["machine"] for runs in found.values() for rows in runs.values() for row in rows})
+    labels = {machine: chr(ord("A") + index) for index, machine in enumerate(machines)}
     for task in tasks:
         curves = {}
         for method in methods:
-            runs = {seed: rows for (t, m, seed), rows in committed.items() if (t, m) == (task, method)}
-            runs.update({int(d.name[4:]): read_rows(d) for d in run_dirs(out, task, method)})
-            if not runs and not has_config(task, method):
+            if (task, method) not in found:
                 continue
-            runs = {seed: rows for seed, rows in sorted(runs.items()) if seed < seeds}
-            curves[method] = runs
-            lines.append(our_row(task, method, runs, seeds))
-            all_rows += [(task, method, seed, row) for seed, rows in sorted(runs.items()) for row in rows]
+            runs = curves[method] = found[task, method]
+            lines.append(our_row(task, method, runs, seeds, labels))
+            all_rows += [(task, method, seed, row) for seed, rows in runs.items() for row in rows]
         lines += published_rows(task)
         plot_task(docs / f"{task}.png", task, curves)
     with open(docs / "results.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["task", "method", "seed", "env_step", "wall_time", "eval_return_mean"])
+        writer.writerow(COLUMNS)
         for task, method, seed, row in all_rows:
-            writer.writerow([task, method, seed, int(row["env_step"]), row["wall_time"], row["eval_return_mean"]])
+            writer.writerow([task, method, seed, int(row["env_step"]), row["wall_time"], row["eval_return_mean"],
+                             row["machine"]])
+    import torch
+
     notes = ["", "Sources:", ""] + [f"- {key}: {text}" for key, text in SOURCES.items()]
-    notes += ["", f"Machine: {machine_line()}.", "",
+    notes += ["", "Machines (the letters after each seed, wall-clock and env steps/s): "
+              + "; ".join(f"{label} = {machine}" for machine, label in labels.items())
+              + f". Torch {torch.__version__}, one torch thread per run; table written "
+              f"{datetime.date.today().isoformat()} on {here}.", "",
               "Env steps are control steps (action repeat 2: one agent step is 2 env steps). Our returns are "
               "the mean of 5 deterministic evaluation episodes at each budget; a seed still running counts "
               "only at the budgets it has reached. A seed run on an earlier machine keeps its committed rows "
-              "(its wall-clock is that machine's; the git history of results.csv says which)."]
+              "and the machine they record."]
     text = "\n".join(lines + notes) + "\n"
     (docs / "table.md").write_text(text)
     return text

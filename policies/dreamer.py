@@ -48,6 +48,7 @@ from worldmodels.base import ContractError, DreamWorldModel, ImaginationStarts
 from worldmodels.dreamer_nets import TwoHot, norm_mlp, sample_one_hot, unimix_log_probs
 
 ACTOR_GRADS = ("auto", "reinforce", "backprop")
+ACTOR_BACKPROPS = ("full", "dreamerv3")
 HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
 
 
@@ -176,6 +177,11 @@ class DreamerPolicy(Policy):
         "gamma": 0.997,  # discount
         "return_lambda": 0.95,  # TD(lambda) mixing
         "actor_grad": "auto",  # auto (reinforce for discrete, backprop for continuous) | reinforce | backprop
+        # the backprop estimator: "full" (the return's total derivative: the actor sees the imagined
+        # states with their gradients; the critic baseline is detached) or "dreamerv3" (as DreamerV3's
+        # code: the actor sees detached states, so gradients reach earlier actions only through the
+        # dynamics, and the baseline's value keeps its gradient through the states)
+        "actor_backprop": "full",
         "entropy_coef": 3e-4,  # entropy bonus of the actor
         "actor_lr": 8e-5,
         "critic_lr": 8e-5,
@@ -208,6 +214,9 @@ class DreamerPolicy(Policy):
                                 f"lacks {', '.join(gaps)} (see DreamWorldModel)")
         if c.actor_grad not in ACTOR_GRADS:
             raise ConfigError(f"policy.actor_grad must be one of {', '.join(ACTOR_GRADS)}, got {c.actor_grad!r}")
+        if c.actor_backprop not in ACTOR_BACKPROPS:
+            raise ConfigError(f"policy.actor_backprop must be one of {', '.join(ACTOR_BACKPROPS)}, "
+                              f"got {c.actor_backprop!r}")
         for key in ("critic_bins",):
             if c[key] < 1:
                 raise ConfigError(f"policy.{key} must be >= 1, got {c[key]}")
@@ -477,7 +486,8 @@ class DreamerPolicy(Policy):
 
         def actor_fn(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             if self.backprop:
-                action = actor.sample(actor(state), self.generator)
+                seen = state.detach() if self.cfg.actor_backprop == "dreamerv3" else state
+                action = actor.sample(actor(seen), self.generator)
                 return action, aug_reward(state, action)
             with torch.enable_grad():
                 params = actor(state)
@@ -538,7 +548,8 @@ class DreamerPolicy(Policy):
         else:
             params = tuple(part[:-1] for part in actor_outputs)
         if self.backprop:
-            objective = (returns - values[:-1].detach()) / scale
+            baseline = values[:-1] if self.cfg.actor_backprop == "dreamerv3" else values[:-1].detach()
+            objective = (returns - baseline) / scale
         else:
             advantage = ((returns - values[:-1]) / scale).detach()
             objective = actor.log_prob(params, actions[:-1].detach()) * advantage

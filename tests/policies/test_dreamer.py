@@ -144,6 +144,35 @@ def test_continuous_actor_loss_backpropagates_normalised_returns():
     assert values.grad is None or values.grad.abs().sum() == 0  # the baseline carries no gradient
 
 
+def test_dreamerv3_backprop_keeps_the_baselines_gradient():
+    model, policy = build(ContinuousSpec, trained=False, entropy_coef=0.1, actor_backprop="dreamerv3")
+    policy.return_norm.high.fill_(2.0)
+    states, _, returns, values, weights = synthetic_rollout(policy, model)
+    values.requires_grad_(True)
+    loss, _ = policy.actor_loss(states, torch.zeros(5, 5, 1), returns, values, weights)
+    loss.backward()
+    # loss = -mean(w * ((R - v) / 2 + ...)): d loss / d v_t = w_t / (2 * numel), the last value none
+    torch.testing.assert_close(values.grad[:-1], weights / (2.0 * weights.numel()))
+    assert values.grad[-1].abs().sum() == 0
+
+
+@pytest.mark.parametrize("mode", ["full", "dreamerv3"])
+def test_what_the_actor_sees_in_imagination(mode, monkeypatch):
+    model, policy = build(ContinuousSpec, actor_backprop=mode)
+    seen = []
+    forward = policy.actor.forward
+
+    def recording(features):
+        seen.append(features.requires_grad)
+        return forward(features)
+
+    monkeypatch.setattr(policy.actor, "forward", recording)
+    states, *_ = policy.imagine_with(model, model.starts[:4], 0, policy.task)
+    assert states[1:].requires_grad  # the dynamics carry the actions' gradients either way
+    # "full": from the first imagined state on, the actor's input carries gradient; "dreamerv3": never
+    assert seen[1:] and all(flag is (mode == "full") for flag in seen[1:])
+
+
 def test_learn_waits_for_the_model_and_updates_the_slow_critic_at_its_rate():
     model, policy = build(trained=False, slow_critic_fraction=0.25)
     assert policy.learn(model.imagination_starts()) == {}
@@ -302,6 +331,8 @@ def test_bad_policy_config_is_named():
     model, _ = build(trained=False)
     with pytest.raises(ConfigError, match="policy.actor_grad must be one of"):
         DreamerPolicy({"actor_grad": "magic"}, DiscreteSpec(), world_model=model)
+    with pytest.raises(ConfigError, match="policy.actor_backprop must be one of full, dreamerv3, got 'partial'"):
+        DreamerPolicy({"actor_backprop": "partial"}, DiscreteSpec(), world_model=model)
     with pytest.raises(ConfigError, match="needs a Dream world model such as 'dreamerv3'"):
         DreamerPolicy({}, DiscreteSpec())
 

@@ -489,10 +489,14 @@ MUTATIONS: tuple[Mutation, ...] = (
              'baseline = values[:-1] if self.cfg.actor_backprop == "dreamerv3" else values[:-1].detach()',
              "baseline = values[:-1].detach()",
              "the dreamerv3 estimator drops the baseline's gradient", (T_DREAMER,)),
-    Mutation("plan2explore-replay-task-continues-from-explorer", "policies/dreamer.py",
-             "task_continues = torch.cat([start_continues.unsqueeze(0), 1.0 - task_dones])",
-             "task_continues = torch.cat([start_continues.unsqueeze(0), 1.0 - dones])",
-             "with replay starts the task rollout's continues come from the explorer's rollout", (T_P2E,)),
+    Mutation("plan2explore-replay-task-takes-task-horizon", "policies/dreamer.py",
+             "task_from, task_first, task_horizon = starts, start_continues, None",
+             "task_from, task_first, task_horizon = starts, start_continues, explore.task_horizon",
+             "with replay starts the task rollout takes task_horizon steps, not the schedule's", (T_P2E,)),
+    Mutation("plan2explore-task-continues-from-explorer", "policies/dreamer.py",
+             "task_continues = torch.cat([task_first.unsqueeze(0), 1.0 - task_dones])",
+             "task_continues = torch.cat([task_first.unsqueeze(0), 1.0 - dones])",
+             "the task rollout's continues come from the explorer's rollout", (T_P2E,)),
 )
 
 

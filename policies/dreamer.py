@@ -387,15 +387,14 @@ class DreamerPolicy(Policy):
             explore_losses = self.losses(self.explorer, states, actions, explore_rewards, continues, outputs)
 
             if explore.task_starts == "replay":  # the task actor's own rollout from the same starts
-                task_states, task_actions, task_rewards, _, task_dones, task_outputs = self.imagine_with(
-                    model, starts, data.envstep, self.task)
-                task_continues = torch.cat([start_continues.unsqueeze(0), 1.0 - task_dones])
+                task_from, task_first, task_horizon = starts, start_continues, None
             else:  # from every state the explorer imagined, weighted by the chance it is reached
-                alive = torch.cumprod(continues, 0)[:-1].detach().flatten()
-                task_states, task_actions, task_rewards, _, task_dones, task_outputs = self.imagine_with(
-                    model, states[:-1].detach().flatten(0, 1), data.envstep, self.task,
-                    horizon=explore.task_horizon)
-                task_continues = torch.cat([alive.unsqueeze(0), 1.0 - task_dones])
+                task_from = states[:-1].detach().flatten(0, 1)
+                task_first = torch.cumprod(continues, 0)[:-1].detach().flatten()
+                task_horizon = explore.task_horizon
+            task_states, task_actions, task_rewards, _, task_dones, task_outputs = self.imagine_with(
+                model, task_from, data.envstep, self.task, horizon=task_horizon)
+            task_continues = torch.cat([task_first.unsqueeze(0), 1.0 - task_dones])
             task_losses = self.losses(self.task, task_states, task_actions, task_rewards, task_continues,
                                       task_outputs)
 

@@ -169,6 +169,8 @@ class PlannerPolicy(Policy):
         prior=None,  # a companion policy config (e.g. dict(type="sac")) that learns from batches
         prior_candidates=0,  # candidates that follow the prior (or the model's policy) through the model
         value_bootstrap=False,  # add gamma^H * value(final state) (the prior's, else the model's) to returns
+        compile=False,  # True: torch.compile the scoring of candidates (fused element-wise work; the same
+        # random draws, rounding may differ from eager); compiles on the first call of each shape
     )
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, *, world_model: Any = None, seed: int = 0,
@@ -200,6 +202,9 @@ class PlannerPolicy(Policy):
         self.rng = self.generator  # the generator of the plan in progress
         self.plans: dict[str, torch.Tensor | None] = {"collect": None, "act": None}  # warm-start means
         self.kept: dict[str, torch.Tensor | None] = {"collect": None, "act": None}  # carried candidates
+        # the scoring of candidates, compiled when asked: draws from generators stay eager (dynamo
+        # breaks the graph at each), so compiled and eager plans see the same random numbers
+        self.compiled_evaluate = torch.compile(self.evaluate, dynamic=False) if self.cfg.compile else None
 
     def imagined_length(self, envstep: int) -> int:
         """The planning horizon: what the planner imagines, whatever the model's schedule says."""
@@ -360,7 +365,7 @@ class PlannerPolicy(Policy):
                 sequences = torch.cat([sequences, kept], dim=1)
             if prior is not None:
                 sequences = torch.cat([sequences, prior], dim=1)
-            elite_returns, elites = self.select_elites(sequences, self.evaluate(obs, sequences))
+            elite_returns, elites = self.select_elites(sequences, self.score(obs, sequences))
             mean, std = self.refit(mean, std, elites, elite_returns)
             best.update(elites[:, 0], elite_returns[:, 0])
             kept = self.carry(elites)
@@ -477,6 +482,12 @@ class PlannerPolicy(Policy):
             return None
         members = torch.arange(self.particles, device=self.device) % int(self.model.planning_members)
         return members.repeat(batch * count)
+
+    def score(self, obs: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+        """``evaluate``, compiled when ``policy.compile`` is set. Shapes: as ``evaluate``"""
+        if self.compiled_evaluate is None:
+            return self.evaluate(obs, sequences)
+        return self.compiled_evaluate(obs, sequences)
 
     def evaluate(self, obs: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
         """Predicted return of every candidate, averaged over its particles.

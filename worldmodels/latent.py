@@ -341,11 +341,24 @@ class TanhGaussianActor(nn.Module):
 
     def forward(self, state: torch.Tensor, generator: torch.Generator | None, deterministic: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, raw = self.net(state).chunk(2, dim=-1)
+        mean, log_std = self.distribution(state)
         if deterministic:
             return torch.tanh(mean), torch.zeros(mean.shape[:-1], device=mean.device)
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(raw) + 1)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return self.squash(mean, log_std, noise)
+
+    def distribution(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian before the squash. Shapes: state [..., S] -> mean, log_std [..., A]"""
+        mean, raw = self.net(state).chunk(2, dim=-1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(raw) + 1)
+        return mean, log_std
+
+    @staticmethod
+    def squash(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The action of standard-normal ``noise`` and its squash-corrected log-probability.
+
+        Shapes: mean, log_std, noise [..., A] -> action [..., A], log_prob [...]
+        """
         action = torch.tanh(mean + noise * log_std.exp())
         log_prob = (-0.5 * noise.pow(2) - log_std - HALF_LOG_2PI).sum(-1)
         log_prob = log_prob - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1)
@@ -807,8 +820,21 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
             state [B, S] -> value [B]
         """
         generator = generator or self.generator
-        unit, _ = self.actor(state, generator)
-        return self.q_values(state, unit, self.two_q(generator)).mean(0)
+        mean, log_std = self.actor.distribution(state)
+        noise, members = self._value_draws(mean, generator)
+        unit, _ = self.actor.squash(mean, log_std, noise)
+        return self.q_values(state, unit, members).mean(0)
+
+    @torch.compiler.disable
+    def _value_draws(self, mean: torch.Tensor, generator: torch.Generator | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``value``'s random numbers in one eager call (one graph break when a planner compiles its
+        scoring): the actor's noise, then the two Q members.
+
+        Shapes: mean [B, A] -> noise [B, A] (mean's dtype), members [2]
+        """
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return noise, self.two_q(generator)
 
     def target_value(self, state: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The bootstrap of a Q target: the smaller of two random target Qs at the actor's

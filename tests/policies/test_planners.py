@@ -208,6 +208,8 @@ def test_planner_errors_name_what_is_missing():
     with pytest.raises(ConfigError, match=r"policy.value_bootstrap needs a policy.prior .* or a world model with "
                                           r"value\(state\); world model 'quadratic' has none"):
         planner("cem", QuadraticModel(), value_bootstrap=True)
+    with pytest.raises(ConfigError, match=r"'policy.compile' expects a bool \(True/False\), got 'yes'"):
+        planner("cem", QuadraticModel(), compile="yes")
 
 
 def test_prior_candidates_and_value_bootstrap_through_a_sac_prior():

@@ -298,6 +298,25 @@ def test_mppi_plans_through_the_latent_model():
     assert ts_inf.particles == 2 and ts_inf.collect(obs).shape == (2, ACTION_DIM)
 
 
+def test_a_compiled_planner_scores_candidates_as_the_eager_one_with_the_same_random_draws():
+    # stochastic dynamics draw at every step and the bootstrap draws the actor's noise and two Qs:
+    # the compiled scoring must leave every draw to the generator, in the eager order
+    wm = model(dynamics_members=2, dynamics_modes=2, deterministic_dynamics=False)
+    eager, compiled = planner(wm), planner(wm, compile=True)
+    assert eager.compiled_evaluate is None and compiled.compiled_evaluate is not None
+    state = wm.encode(torch.randn(2, OBS_DIM)).detach()
+    sequences = torch.rand(2, 32, 3, ACTION_DIM) * 2 - 1
+    with torch.no_grad():
+        for policy in (eager, compiled):
+            policy.rng = torch.Generator().manual_seed(7)
+        expected = eager.evaluate(state, sequences)
+        scores = compiled.score(state, sequences)
+        torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-4)
+        assert torch.equal(compiled.rng.get_state(), eager.rng.get_state())
+        compiled.rng = torch.Generator().manual_seed(8)  # other draws, other scores: nothing was baked in
+        assert not torch.allclose(compiled.score(state, sequences), expected)
+
+
 def test_imagine_step_follows_the_named_member_and_draws_with_the_generator():
     wm = model(dynamics_members=3, dynamics_modes=2, deterministic_dynamics=False)
     state = wm.encode(torch.randn(4, OBS_DIM))

@@ -3,6 +3,11 @@ of that time spent in matrix multiplies (from the PyTorch profiler).
 
     python benchmarks/planning.py dmc_walker_walk_tdmpc          # TD-MPC2's planner size
     python benchmarks/planning.py pendulum_pets --calls 20 [--set policy.candidates=300]
+    python benchmarks/planning.py dmc_walker_walk_tdmpc --set policy.compile=True --set policy.precision=bf16
+
+With ``policy.compile`` the two warm-up calls compile the scoring (not timed); the profiled
+share then counts the fused element-wise loops as "CompiledFxGraph" and the matmuls the
+compiled code calls as matmul ops.
 
 The world model is built untrained (planning cost does not depend on the weights) and the
 planner plans from real observations of the config's env. Torch runs on ``--threads``

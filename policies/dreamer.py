@@ -42,7 +42,7 @@ from torch import nn
 
 from policies.base import Policy
 from registry import POLICY_REGISTRY
-from wm_core.config import ConfigError
+from wm_core.config import ConfigError, check_choice
 from wm_core.utils import adam, check_rank, seeded_init
 from worldmodels.base import ContractError, DreamWorldModel, ImaginationStarts
 from worldmodels.dreamer_nets import TwoHot, norm_mlp, sample_one_hot, unimix_log_probs
@@ -212,11 +212,8 @@ class DreamerPolicy(Policy):
         if gaps:
             raise ContractError(f"policy 'dreamer' cannot act through world model '{world_model.cfg.type}': it "
                                 f"lacks {', '.join(gaps)} (see DreamWorldModel)")
-        if c.actor_grad not in ACTOR_GRADS:
-            raise ConfigError(f"policy.actor_grad must be one of {', '.join(ACTOR_GRADS)}, got {c.actor_grad!r}")
-        if c.actor_backprop not in ACTOR_BACKPROPS:
-            raise ConfigError(f"policy.actor_backprop must be one of {', '.join(ACTOR_BACKPROPS)}, "
-                              f"got {c.actor_backprop!r}")
+        check_choice(c, "actor_grad", ACTOR_GRADS, prefix="policy")
+        check_choice(c, "actor_backprop", ACTOR_BACKPROPS, prefix="policy")
         for key in ("critic_bins",):
             if c[key] < 1:
                 raise ConfigError(f"policy.{key} must be >= 1, got {c[key]}")

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from policies.base import Policy
 from registry import POLICY_REGISTRY
-from wm_core.config import ConfigError, check_range
+from wm_core.config import ConfigError, check_choice, check_range
 from wm_core.utils import check_rank, generator_for
 
 PROPAGATIONS = ("ts_inf", "ts_1", "mean")
@@ -217,8 +217,7 @@ class PlannerPolicy(Policy):
             check_range(c, key, 1, prefix="policy")
         if c.elites > c.candidates:
             raise ConfigError(f"policy.elites ({c.elites}) must be <= policy.candidates ({c.candidates})")
-        if c.propagation not in PROPAGATIONS:
-            raise ConfigError(f"policy.propagation must be one of {', '.join(PROPAGATIONS)}, got {c.propagation!r}")
+        check_choice(c, "propagation", PROPAGATIONS, prefix="policy")
         check_range(c, "particles", 0, prefix="policy")
         check_range(c, "gamma", 0.0, 1.0, prefix="policy")
         check_range(c, "momentum", 0.0, 1.0, prefix="policy")
@@ -226,9 +225,7 @@ class PlannerPolicy(Policy):
         check_range(c, "min_std", 0.0, prefix="policy")
         check_range(c, "noise_exponent", 0.0, prefix="policy")
         check_range(c, "collect_noise", 0.0, prefix="policy")
-        if c.action_choice not in ACTION_CHOICES:
-            raise ConfigError(f"policy.action_choice must be one of {', '.join(ACTION_CHOICES)}, "
-                              f"got {c.action_choice!r}")
+        check_choice(c, "action_choice", ACTION_CHOICES, prefix="policy")
         check_range(c, "prior_candidates", 0, c.candidates, prefix="policy")
 
     def _check_model(self, model: Any) -> Any:

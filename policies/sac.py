@@ -13,7 +13,7 @@ from torch import nn
 
 from policies.base import Policy
 from registry import POLICY_REGISTRY
-from wm_core.config import ConfigError, check_range, check_sizes
+from wm_core.config import ConfigError, check_choice, check_range, check_sizes
 from wm_core.utils import adam, check_rank, seeded_init
 from worldmodels.nets import ACTIVATIONS, mlp
 
@@ -120,9 +120,7 @@ class SACPolicy(Policy):
     def check_config(c: Mapping) -> None:
         """Raise ConfigError for values outside their valid ranges."""
         check_sizes(c, "hidden_sizes", prefix="policy")
-        if c.activation not in ACTIVATIONS:
-            raise ConfigError(f"config key 'policy.activation' must be one of {', '.join(ACTIVATIONS)}, "
-                              f"got {c.activation!r}")
+        check_choice(c, "activation", ACTIVATIONS, prefix="policy")
         for key in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
             check_range(c, key, 0.0, low_open=True, prefix="policy")
         check_range(c, "gamma", 0.0, 1.0, prefix="policy")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from easydict import EasyDict
@@ -136,15 +136,33 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def _lookup(cfg: Mapping, key: str) -> Any:
+    """``cfg[key]`` for a dotted ``key`` ("collector.vector")."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def check_choice(cfg: Mapping, key: str, choices: Iterable[str], *, prefix: str = "") -> None:
+    """Raise ConfigError unless ``cfg[key]`` (a dotted path) is one of ``choices``; the message
+    names the key, the valid values and the closest of them."""
+    value, choices = _lookup(cfg, key), list(choices)
+    if isinstance(value, str) and value in choices:
+        return
+    name = f"{prefix}.{key}" if prefix else key
+    hint = closest_match(str(value), choices)
+    hint_text = f" (did you mean '{hint}'?)" if hint else ""
+    raise ConfigError(f"config key '{name}' must be one of {', '.join(choices)}, got {value!r}{hint_text}")
+
+
 def check_range(cfg: Mapping, key: str, low: float | None = None, high: float | None = None, *,
                 prefix: str = "", low_open: bool = False, high_open: bool = False,
                 allow_none: bool = False) -> None:
     """Raise ConfigError unless ``cfg[key]`` (a dotted path) lies in [low, high] (open at the low
     end when ``low_open``, at the high end when ``high_open``); None passes when ``allow_none``.
     """
-    node: Any = cfg
-    for part in key.split("."):
-        node = node[part]
+    node = _lookup(cfg, key)
     name = f"{prefix}.{key}" if prefix else key
     if node is None and allow_none:
         return

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from registry import BUFFER_REGISTRY
-from wm_core.config import ConfigError, merge_config
+from wm_core.config import check_choice, merge_config
 
 STORAGES = ("memory", "disk")
 
@@ -365,8 +365,7 @@ def make_replay_buffer(cfg: Mapping, *, capacity: int | None = None, obs_shape: 
 def merge_replay_config(cfg: Mapping | None, prefix: str = "buffer") -> Any:
     """A replay config merged over ``REPLAY_DEFAULTS`` (unknown keys and storages are errors)."""
     merged = merge_config(REPLAY_DEFAULTS, cfg, prefix=prefix)
-    if merged.storage not in STORAGES:
-        raise ConfigError(f"config key '{prefix}.storage' must be one of {', '.join(STORAGES)}, got {merged.storage!r}")
+    check_choice(merged, "storage", STORAGES, prefix=prefix)
     return merged
 
 

@@ -17,7 +17,7 @@ from easydict import EasyDict
 
 from registry import BUFFER_REGISTRY, POLICY_REGISTRY, SCHEDULE_REGISTRY, WORLD_MODEL_REGISTRY, closest_match
 from registry.registry import import_all
-from wm_core.config import ConfigError, IntOrAuto, check_range, deep_update, merge_config
+from wm_core.config import ConfigError, IntOrAuto, check_choice, check_range, deep_update, merge_config
 from wm_core.utils import DEVICE_CHOICES
 from wm_envs.make import VECTOR_MODES, check_env_id
 
@@ -122,11 +122,8 @@ def resolve_config(raw: Mapping) -> EasyDict:
     name = cfg.exp_name
     if not name.strip() or name in (".", "..") or any(sep in name for sep in "/\\\0"):
         raise ConfigError(f"config key 'exp_name' must name a directory (no '/', not empty), got {name!r}")
-    if cfg.device not in DEVICE_CHOICES:
-        raise ConfigError(f"config key 'device' must be one of {', '.join(DEVICE_CHOICES)}, got {cfg.device!r}")
-    if cfg.collector.vector not in VECTOR_MODES:
-        raise ConfigError(f"config key 'collector.vector' must be one of {', '.join(VECTOR_MODES)}, "
-                          f"got {cfg.collector.vector!r}")
+    check_choice(cfg, "device", DEVICE_CHOICES)
+    check_choice(cfg, "collector.vector", VECTOR_MODES)
     for key in ("env_steps", "keep_checkpoints", "collector.env_num", "learner.batch_size", "learner.log_every",
                 "evaluator.eval_freq", "evaluator.n_episodes", "buffer.capacity"):
         check_range(cfg, key, 1)

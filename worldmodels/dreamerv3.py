@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from easydict import EasyDict
 
 from registry import WORLD_MODEL_REGISTRY
-from wm_core.config import ConfigError
+from wm_core.config import ConfigError, check_choice
 from wm_core.utils import adam, check_rank, frozen, seeded_init
 from worldmodels import plan2explore
 from worldmodels.base import ActionCodec, ActorFn, ContractError, DreamWorldModel, Metrics
@@ -71,8 +71,7 @@ def resolve_sizes(cfg: Mapping) -> EasyDict:
     Raises:
         ConfigError: an unknown size name.
     """
-    if cfg["size"] not in SIZES:
-        raise ConfigError(f"world_model.size must be one of {', '.join(SIZES)}, got {cfg['size']!r}")
+    check_choice(cfg, "size", SIZES, prefix="world_model")
     sizes = dict(SIZES[cfg["size"]])
     sizes.update({key: int(cfg[key]) for key in SIZE_KEYS if cfg.get(key) is not None})
     for key, value in sizes.items():

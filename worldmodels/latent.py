@@ -50,7 +50,7 @@ from easydict import EasyDict
 from torch import nn
 
 from registry import WORLD_MODEL_REGISTRY
-from wm_core.config import ConfigError, check_range, check_sizes
+from wm_core.config import ConfigError, check_choice, check_range, check_sizes
 from wm_core.precision import FloatLinear
 from wm_core.utils import adam, check_rank, frozen, seeded_init
 from wm_envs.termination import never_done, termination_fn
@@ -542,14 +542,8 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         if c.standardize_deltas and c.simnorm:
             raise ConfigError("world_model.standardize_deltas predicts unnormalised latent deltas; it needs "
                               "simnorm=False")
-        if c.activation not in ACTIVATIONS:
-            raise ConfigError(f"world_model.activation must be one of {', '.join(ACTIVATIONS)}, "
-                              f"got {c.activation!r}")
-        if c.context not in CONTEXTS:
-            raise ConfigError(f"world_model.context must be one of {', '.join(CONTEXTS)}, got {c.context!r}")
-        if c.termination not in TERMINATIONS:
-            raise ConfigError(f"world_model.termination must be one of {', '.join(TERMINATIONS)}, "
-                              f"got {c.termination!r}")
+        for key, choices in (("activation", ACTIVATIONS), ("context", CONTEXTS), ("termination", TERMINATIONS)):
+            check_choice(c, key, choices, prefix="world_model")
         if c.dynamics_log_std_min >= c.dynamics_log_std_max or c.actor_log_std_min >= c.actor_log_std_max:
             raise ConfigError("world_model log-std bounds need min < max")
 

@@ -34,7 +34,7 @@ from easydict import EasyDict
 from torch import nn
 
 from registry import WORLD_MODEL_REGISTRY
-from wm_core.config import ConfigError, check_range
+from wm_core.config import ConfigError, check_choice, check_range
 from wm_core.protocols import TransitionBuffer
 from wm_core.utils import adam, check_rank
 from wm_envs.termination import TerminationFn, never_done, termination_fn
@@ -569,12 +569,8 @@ class MbpoWorldModel(DynaWorldModel):
     def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
         super().__init__(cfg, env_spec, logger, seed=seed)
         c = self.cfg
-        if c.termination not in TERMINATION_MODES:
-            raise ConfigError(f"world_model.termination must be one of {', '.join(TERMINATION_MODES)}, "
-                              f"got {c.termination!r}")
-        if c.uncertainty not in UNCERTAINTIES:
-            raise ConfigError(f"world_model.uncertainty must be one of {', '.join(UNCERTAINTIES)}, "
-                              f"got {c.uncertainty!r}")
+        check_choice(c, "termination", TERMINATION_MODES, prefix="world_model")
+        check_choice(c, "uncertainty", UNCERTAINTIES, prefix="world_model")
         if not c.reward_penalty >= 0:
             raise ConfigError(f"world_model.reward_penalty must be >= 0 (MOPO's lambda), got {c.reward_penalty}")
         obs_shape, action_shape = self.observation_space.shape, self.action_space.shape

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wm_core.config import ConfigError
+from wm_core.config import ConfigError, check_choice
 from wm_core.utils import check_rank
 
 TARGETS = ("stoch", "embed")
@@ -60,12 +60,8 @@ def check_config(cfg: Mapping) -> None:
             raise ConfigError(f"world_model.plan2explore.{key} must be >= {least}, got {cfg[key]}")
     if cfg.units is not None and (not isinstance(cfg.units, int) or cfg.units < 1):
         raise ConfigError(f"world_model.plan2explore.units must be None or an int >= 1, got {cfg.units!r}")
-    if cfg.task_starts not in TASK_STARTS:
-        raise ConfigError(f"world_model.plan2explore.task_starts must be one of {', '.join(TASK_STARTS)}, "
-                          f"got {cfg.task_starts!r}")
-    if cfg.target not in TARGETS:
-        raise ConfigError(f"world_model.plan2explore.target must be one of {', '.join(TARGETS)}, "
-                          f"got {cfg.target!r}")
+    check_choice(cfg, "task_starts", TASK_STARTS, prefix="world_model.plan2explore")
+    check_choice(cfg, "target", TARGETS, prefix="world_model.plan2explore")
     for key in ("lr", "grad_clip", "intrinsic_scale", "extrinsic_scale"):
         if cfg[key] < 0:
             raise ConfigError(f"world_model.plan2explore.{key} must be >= 0, got {cfg[key]}")

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from registry import WORLD_MODEL_REGISTRY
-from wm_core.config import ConfigError, check_range
+from wm_core.config import check_choice, check_range
 from wm_core.protocols import ValueFn
 from wm_core.utils import check_rank
 from worldmodels.base import HybridWorldModel
@@ -80,8 +80,7 @@ class SteveWorldModel(MbpoWorldModel, HybridWorldModel):
     def __init__(self, cfg: Mapping | None, env_spec: Any, logger: Any = None, *, seed: int = 0) -> None:
         super().__init__(cfg, env_spec, logger, seed=seed)
         c = self.cfg
-        if c.expansion not in EXPANSIONS:
-            raise ConfigError(f"world_model.expansion must be one of {', '.join(EXPANSIONS)}, got {c.expansion!r}")
+        check_choice(c, "expansion", EXPANSIONS, prefix="world_model")
         check_range(c, "expansion_horizon", 0, prefix="world_model")
         if c.expansion_members is not None:
             check_range(c, "expansion_members", 1, c.elite_size, prefix="world_model")

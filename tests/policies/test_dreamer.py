@@ -329,9 +329,9 @@ def test_collector_and_evaluator_states_are_apart():
 
 def test_bad_policy_config_is_named():
     model, _ = build(trained=False)
-    with pytest.raises(ConfigError, match="policy.actor_grad must be one of"):
+    with pytest.raises(ConfigError, match="'policy.actor_grad' must be one of"):
         DreamerPolicy({"actor_grad": "magic"}, DiscreteSpec(), world_model=model)
-    with pytest.raises(ConfigError, match="policy.actor_backprop must be one of full, dreamerv3, got 'partial'"):
+    with pytest.raises(ConfigError, match="'policy.actor_backprop' must be one of full, dreamerv3, got 'partial'"):
         DreamerPolicy({"actor_backprop": "partial"}, DiscreteSpec(), world_model=model)
     with pytest.raises(ConfigError, match="needs a Dream world model such as 'dreamerv3'"):
         DreamerPolicy({}, DiscreteSpec())

@@ -372,7 +372,7 @@ def test_collect_plan_std_noise_is_the_final_distributions_first_step_std():
     noisy.plans["collect"] = None
     collected = noisy.collect(obs)
     torch.testing.assert_close(collected, noisy._scale((unit + std * expected_noise).clamp(-1.0, 1.0)))
-    with pytest.raises(ConfigError, match=r"policy.action_choice must be one of mean, elite_sample, got 'best'"):
+    with pytest.raises(ConfigError, match=r"'policy.action_choice' must be one of mean, elite_sample, got 'best'"):
         planner("mppi", QuadraticModel(), action_choice="best")
     with pytest.raises(ConfigError, match="policy.collect_plan_std is Gaussian noise for continuous actions"):
         planner("cem", QuadraticModel(), action_space=gym.spaces.Discrete(3), collect_plan_std=True)

@@ -1,6 +1,6 @@
 import pytest
 
-from wm_core.config import ConfigError, Configurable, check_range, merge_config
+from wm_core.config import ConfigError, Configurable, check_choice, check_range, merge_config
 from worldmodels import DreamWorldModel, DynaWorldModel, HybridWorldModel, WorldModel
 
 
@@ -94,6 +94,21 @@ def test_range_checks_with_open_and_closed_bounds():
         check_range(cfg, "opt", 0)
     with pytest.raises(ConfigError, match="must be a finite number, got nan"):
         check_range({"x": float("nan")}, "x", 0)
+
+
+def test_choice_checks_name_the_key_the_valid_values_and_the_closest():
+    cfg = {"storage": "memory", "collector": {"vector": "sync"}}
+    check_choice(cfg, "storage", ("memory", "disk"), prefix="buffer")
+    check_choice(cfg, "collector.vector", ("sync", "async"))
+    with pytest.raises(ConfigError, match=r"^config key 'buffer.storage' must be one of memory, disk, got 'disc' "
+                                          r"\(did you mean 'disk'\?\)$"):
+        check_choice({"storage": "disc"}, "storage", ("memory", "disk"), prefix="buffer")
+    with pytest.raises(ConfigError, match=r"^config key 'collector.vector' must be one of sync, async, got 'xyz'$"):
+        check_choice({"collector": {"vector": "xyz"}}, "collector.vector", ("sync", "async"))
+    with pytest.raises(ConfigError, match="got None"):  # not a string: never a KeyError or TypeError
+        check_choice({"size": None}, "size", {"XS": 1, "S": 2})
+    with pytest.raises(ConfigError, match=r"got \['a'\]"):
+        check_choice({"size": ["a"]}, "size", {"XS": 1, "S": 2})
 
 
 def test_empty_default_dict_is_free_form():

@@ -176,7 +176,7 @@ def test_mopo_settings_are_checked():
     from wm_core.config import ConfigError
 
     env = gym.make("Pendulum-v1")
-    with pytest.raises(ConfigError, match="world_model.uncertainty must be one of max_std, disagreement"):
+    with pytest.raises(ConfigError, match="'world_model.uncertainty' must be one of max_std, disagreement"):
         MbpoWorldModel(dict(uncertainty="variance", hidden_sizes=[8]), env)
     with pytest.raises(ConfigError, match="world_model.reward_penalty must be >= 0"):
         MbpoWorldModel(dict(reward_penalty=-1.0, hidden_sizes=[8]), env)

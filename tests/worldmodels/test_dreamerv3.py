@@ -359,7 +359,7 @@ def test_sizes_are_presets_with_overrides():
     assert resolve_sizes({**defaults, "size": "S"}) == SIZES["S"]
     assert resolve_sizes({**defaults, "size": "XL", "deter": 32}) == {**SIZES["XL"], "deter": 32}
     assert make().sizes == {**SIZES["XXS"], "deter": 16, "units": 16, "stoch": 4, "classes": 4}
-    with pytest.raises(ConfigError, match="world_model.size must be one of"):
+    with pytest.raises(ConfigError, match="'world_model.size' must be one of"):
         make(size="XXXL")
     with pytest.raises(ConfigError, match="unknown config key 'world_model.detr'"):
         make(detr=3)

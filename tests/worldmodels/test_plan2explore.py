@@ -300,12 +300,12 @@ def test_the_model_env_step_the_switch_reads_is_in_its_checkpoint():
 
 
 def test_bad_plan2explore_values_are_named():
-    for cfg, message in ((dict(target="obs"), "plan2explore.target must be one of stoch, embed"),
+    for cfg, message in ((dict(target="obs"), "plan2explore.target' must be one of stoch, embed"),
                          (dict(ensemble=1), "plan2explore.ensemble must be >= 2"),
                          (dict(explore_until=-1), "plan2explore.explore_until must be None or an env step"),
                          (dict(explore_until="soon"), "plan2explore.explore_until must be None or an env step"),
                          (dict(task_horizon=0), "plan2explore.task_horizon must be >= 1"),
-                         (dict(task_starts="buffer"), "plan2explore.task_starts must be one of explorer, replay")):
+                         (dict(task_starts="buffer"), "plan2explore.task_starts' must be one of explorer, replay")):
         with pytest.raises(ConfigError, match=message):
             make(VectorSpec, **p2e(**cfg))
     with pytest.raises(ConfigError, match="unknown config key 'world_model.plan2explore.size'"):

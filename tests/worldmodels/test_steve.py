@@ -130,7 +130,7 @@ def test_imagined_members_follow_their_own_predictions():
 
 
 def test_bad_steve_config():
-    with pytest.raises(ConfigError, match="expansion must be one of"):
+    with pytest.raises(ConfigError, match="'world_model.expansion' must be one of"):
         make_model(expansion="nope")
     with pytest.raises(ConfigError, match="expansion_members"):
         make_model(expansion_members=4)  # more than the 3 elites

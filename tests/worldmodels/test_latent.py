@@ -315,6 +315,13 @@ def test_a_compiled_planner_scores_candidates_as_the_eager_one_with_the_same_ran
         assert torch.equal(compiled.rng.get_state(), eager.rng.get_state())
         compiled.rng = torch.Generator().manual_seed(8)  # other draws, other scores: nothing was baked in
         assert not torch.allclose(compiled.score(state, sequences), expected)
+        # another model's weights (the compiled code is shared, its parameters are inputs)
+        other = model(seed=1, dynamics_members=2, dynamics_modes=2, deterministic_dynamics=False)
+        eager, compiled = planner(other), planner(other, compile=True)
+        for policy in (eager, compiled):
+            policy.rng = torch.Generator().manual_seed(7)
+        torch.testing.assert_close(compiled.score(state, sequences), eager.evaluate(state, sequences),
+                                   rtol=1e-4, atol=1e-4)
 
 
 def test_imagine_step_follows_the_named_member_and_draws_with_the_generator():

@@ -40,6 +40,8 @@ unsure, down to ``min_std`` once it is sure).
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -204,7 +206,10 @@ class PlannerPolicy(Policy):
         self.kept: dict[str, torch.Tensor | None] = {"collect": None, "act": None}  # carried candidates
         # the scoring of candidates, compiled when asked: draws from generators stay eager (dynamo
         # breaks the graph at each), so compiled and eager plans see the same random numbers
-        self.compiled_evaluate = torch.compile(self.evaluate, dynamic=False) if self.cfg.compile else None
+        self.compiled_evaluate = None
+        if self.cfg.compile:
+            self._check_compiler()
+            self.compiled_evaluate = torch.compile(self.evaluate, dynamic=False)
 
     def imagined_length(self, envstep: int) -> int:
         """The planning horizon: what the planner imagines, whatever the model's schedule says."""
@@ -227,6 +232,15 @@ class PlannerPolicy(Policy):
         check_range(c, "collect_noise", 0.0, prefix="policy")
         check_choice(c, "action_choice", ACTION_CHOICES, prefix="policy")
         check_range(c, "prior_candidates", 0, c.candidates, prefix="policy")
+
+    def _check_compiler(self) -> None:
+        """On a CPU, torch.compile builds its kernels with a C++ compiler: refuse early without one."""
+        if self.device.type != "cpu":
+            return
+        candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+        if not any(shutil.which(name) for name in candidates):
+            raise ConfigError(f"policy.compile=True needs a C++ compiler on the CPU (looked for "
+                              f"{', '.join(candidates)}): install one (e.g. g++) or set policy.compile=False")
 
     def _check_model(self, model: Any) -> Any:
         name, propagation = self.cfg.type, self.cfg.propagation

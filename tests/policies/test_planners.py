@@ -212,6 +212,17 @@ def test_planner_errors_name_what_is_missing():
         planner("cem", QuadraticModel(), compile="yes")
 
 
+def test_compile_without_a_cpp_compiler_is_a_named_error(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("policies.planners.shutil.which", lambda name: None)
+    with pytest.raises(ConfigError, match=r"policy.compile=True needs a C\+\+ compiler on the CPU \(looked for "
+                                          r"g\+\+, c\+\+, clang\+\+\).*or set policy.compile=False"):
+        planner("cem", QuadraticModel(), compile=True)
+    monkeypatch.setenv("CXX", "my-cxx")
+    monkeypatch.setattr("policies.planners.shutil.which", lambda name: "/usr/bin/my-cxx" if name == "my-cxx" else None)
+    assert planner("cem", QuadraticModel(), compile=True).compiled_evaluate is not None
+
+
 def test_prior_candidates_and_value_bootstrap_through_a_sac_prior():
     policy = planner("cem", QuadraticModel(), prior={"type": "sac", "hidden_sizes": [8, 8]}, prior_candidates=5,
                      value_bootstrap=True, candidates=20, elites=5, iterations=1)

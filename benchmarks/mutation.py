@@ -497,6 +497,21 @@ MUTATIONS: tuple[Mutation, ...] = (
              "task_continues = torch.cat([task_first.unsqueeze(0), 1.0 - task_dones])",
              "task_continues = torch.cat([task_first.unsqueeze(0), 1.0 - dones])",
              "the task rollout's continues come from the explorer's rollout", (T_P2E,)),
+    Mutation("latent-value-draws-members-first", "worldmodels/latent.py",
+             "        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)\n"
+             "        return noise, self.two_q(generator)",
+             "        members = self.two_q(generator)\n"
+             "        return torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype), members",
+             "the planning bootstrap draws its two Qs before the actor's noise (other numbers than before)",
+             (T_LATENT,)),
+    Mutation("planner-compiled-scores-ignored", "policies/planners.py",
+             "        return self.compiled_evaluate(obs, sequences)",
+             "        return self.evaluate(obs, sequences)",
+             "policy.compile is accepted but candidates are scored eagerly", (T_PLANNERS,)),
+    Mutation("check-choice-accepts-anything", "wm_core/config.py",
+             "    if isinstance(value, str) and value in choices:\n        return",
+             "    if isinstance(value, str):\n        return",
+             "a misspelt choice passes the config check", (T_CONFIG,)),
 )
 
 

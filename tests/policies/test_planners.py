@@ -212,6 +212,21 @@ def test_planner_errors_name_what_is_missing():
         planner("cem", QuadraticModel(), compile="yes")
 
 
+def test_compile_scores_every_iteration_through_the_compiled_function(monkeypatch):
+    calls = []
+
+    def fake_compile(fn, **kwargs):
+        def compiled(*args):
+            calls.append(kwargs)
+            return fn(*args)
+        return compiled
+
+    monkeypatch.setattr("policies.planners.torch.compile", fake_compile)
+    policy = planner("cem", QuadraticModel(), compile=True, iterations=3)
+    policy.act(torch.zeros(1, 1))
+    assert calls == [{"dynamic": False}] * 3
+
+
 def test_compile_without_a_cpp_compiler_is_a_named_error(monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr("policies.planners.shutil.which", lambda name: None)

@@ -501,7 +501,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)\n"
              "        return noise, self.two_q(generator)",
              "        members = self.two_q(generator)\n"
-             "        return torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype), members",
+             "        return torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype), "
+             "members",
              "the planning bootstrap draws its two Qs before the actor's noise (other numbers than before)",
              (T_LATENT,)),
     Mutation("planner-compiled-scores-ignored", "policies/planners.py",

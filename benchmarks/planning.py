@@ -4,6 +4,7 @@ of that time spent in matrix multiplies (from the PyTorch profiler).
     python benchmarks/planning.py dmc_walker_walk_tdmpc          # TD-MPC2's planner size
     python benchmarks/planning.py pendulum_pets --calls 20 [--set policy.candidates=300]
     python benchmarks/planning.py dmc_walker_walk_tdmpc --set policy.compile=True --set policy.precision=bf16
+    python benchmarks/planning.py dmc_walker_walk_tdmpc --updates 20 [--set world_model.precision=bf16]
 
 With ``policy.compile`` the two warm-up calls compile the scoring (not timed); the profiled
 share then counts the fused element-wise loops as "CompiledFxGraph" and the matmuls the
@@ -55,6 +56,29 @@ def time_calls(policy, observations: list[torch.Tensor], calls: int) -> list[flo
     return seconds
 
 
+def time_updates(policy, observations: list[torch.Tensor], updates: int) -> list[float]:
+    """Seconds of each of ``updates`` model updates of a latent model (``train_step``) on a batch of
+    random transitions of the model's sequence length and batch size (after two warm-up updates)."""
+    model = policy.model
+    steps, size = int(model.sequence_length), int(model.cfg.batch_size)
+    generator = torch.Generator().manual_seed(0)
+    obs_dim, action_dim = observations[0].shape[-1], int(policy.action_dim)
+    batch = {"obs": torch.randn(steps, size, obs_dim, generator=generator),
+             "next_obs": torch.randn(steps, size, obs_dim, generator=generator),
+             "action": model.to_env(torch.rand(steps, size, action_dim, generator=generator) * 2 - 1),
+             "reward": torch.rand(steps, size, generator=generator),
+             "terminated": torch.zeros(steps, size), "truncated": torch.zeros(steps, size),
+             "valid": torch.ones(steps, size)}
+    for _ in range(2):
+        model.train_step(batch)
+    seconds = []
+    for _ in range(updates):
+        start = time.perf_counter()
+        model.train_step(batch)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def matmul_share(policy, observations: list[torch.Tensor], calls: int) -> tuple[float, list[tuple[str, float]]]:
     """Share of the profiled self CPU time spent in matmul ops, and the five costliest ops."""
     from torch.profiler import ProfilerActivity, profile
@@ -78,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", default=None)
     parser.add_argument("--calls", type=int, default=30, help="timed planning calls")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--updates", type=int, default=0,
+                        help="also time this many model updates (a latent model's train_step)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg, policy, observations = build(args.config, args.sets, args.preset)
@@ -90,6 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"min {1000 * min(seconds):.1f}, max {1000 * max(seconds):.1f} over {len(seconds)} calls")
     print(f"matmul share of the profiled time: {100 * share:.0f}%; costliest ops: "
           + ", ".join(f"{key} {100 * value:.0f}%" for key, value in top))
+    if args.updates:
+        if not hasattr(policy.model, "train_step") or not hasattr(policy.model, "sequence_length"):
+            print(f"--updates: world model '{policy.model.cfg.type}' has no latent train_step to time")
+            return 2
+        updates = time_updates(policy, observations, args.updates)
+        print(f"ms per model update ({policy.model.precision} precision, batch {policy.model.cfg.batch_size} x "
+              f"{policy.model.sequence_length} steps): median {1000 * statistics.median(updates):.1f}, "
+              f"min {1000 * min(updates):.1f} over {len(updates)} updates")
     return 0
 
 

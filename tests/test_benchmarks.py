@@ -1,4 +1,5 @@
 """The benchmark scripts run end to end on debug presets and print what they measured."""
+import re
 import sys
 from pathlib import Path
 
@@ -41,6 +42,11 @@ def test_planning_script_reports_the_cost_of_a_call(capsys):
     assert planning.main(["pendulum_pets", "--preset", "debug", "--calls", "3"]) == 0
     out = capsys.readouterr().out
     assert "ms per planning call: median" in out and "matmul share of the profiled time" in out
+    assert planning.main(["pendulum_pets", "--preset", "debug", "--calls", "1", "--updates", "1"]) == 2
+    assert "world model 'mbpo' has no latent train_step to time" in capsys.readouterr().out
+    assert planning.main(["pendulum_tdmpc", "--preset", "debug", "--calls", "1", "--updates", "2"]) == 0
+    assert re.search(r"ms per model update \(fp32 precision, batch 16 x \d+ steps\): median [\d.]+, min [\d.]+ over "
+                     r"2 updates", capsys.readouterr().out)
 
 
 def test_perf_suite_measures_every_figure_at_tiny_sizes(tmp_path, monkeypatch, capsys):

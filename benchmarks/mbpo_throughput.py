@@ -87,7 +87,8 @@ def _train_figures(model: Any, buffer: ReplayBuffer, train_steps: int) -> dict[s
                for i in range(train_steps + 5)]
 
     def gradient_step(batch: Any) -> None:
-        loss, _, _ = trainer.loss(batch)
+        with trainer.autocast():  # the model's precision, as its fits run
+            loss, _, _ = trainer.loss(batch)
         trainer.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         trainer.optimizer.step()

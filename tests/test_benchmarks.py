@@ -36,6 +36,29 @@ def test_mutation_list_matches_the_code():
         mutation.check_all((moved,))
 
 
+def test_mbpo_throughput_times_ensemble_steps_in_the_models_precision(monkeypatch):
+    from contextlib import nullcontext
+
+    import mbpo_throughput
+    from wm_app.experiment import compose_config
+
+    entered, before_fit = [], []
+    real_build = mbpo_throughput.build_components
+
+    def build(cfg, env):
+        model, policy = real_build(cfg, env)
+        model.trainer.autocast = lambda: entered.append(model.precision) or nullcontext()
+        real_train = model.train
+        model.train = lambda *args, **kwargs: before_fit.append(len(entered)) or real_train(*args, **kwargs)
+        return model, policy
+
+    monkeypatch.setattr(mbpo_throughput, "build_components", build)
+    cfg = compose_config("pendulum_mbpo", "debug", ["world_model.precision=fp32"], 0, None)
+    figures = mbpo_throughput.mbpo_throughput(cfg, buffer_steps=300, train_steps=3, fills=1)
+    assert figures["ensemble_step_ms"] > 0
+    assert before_fit == [3 + 5] and set(entered) == {"fp32"}  # every warm-up and timed step, before the fit
+
+
 def test_planning_script_reports_the_cost_of_a_call(capsys):
     import planning
 

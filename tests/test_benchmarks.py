@@ -40,6 +40,7 @@ def test_mbpo_throughput_times_ensemble_steps_in_the_models_precision(monkeypatc
     from contextlib import nullcontext
 
     import mbpo_throughput
+
     from wm_app.experiment import compose_config
 
     entered, before_fit = [], []

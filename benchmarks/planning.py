@@ -6,7 +6,7 @@ of that time spent in matrix multiplies (from the PyTorch profiler).
     python benchmarks/planning.py dmc_walker_walk_tdmpc --set policy.compile=True --set policy.precision=bf16
     python benchmarks/planning.py dmc_walker_walk_tdmpc --updates 20 [--set world_model.precision=bf16]
 
-With ``policy.compile`` the two warm-up calls compile the scoring (not timed); the profiled
+With ``policy.compile`` the two warm-up calls compile the planning loop (not timed); the profiled
 share then counts the fused element-wise loops as "CompiledFxGraph" and the matmuls the
 compiled code calls as matmul ops.
 

@@ -171,8 +171,8 @@ class PlannerPolicy(Policy):
         prior=None,  # a companion policy config (e.g. dict(type="sac")) that learns from batches
         prior_candidates=0,  # candidates that follow the prior (or the model's policy) through the model
         value_bootstrap=False,  # add gamma^H * value(final state) (the prior's, else the model's) to returns
-        compile=False,  # True: torch.compile the scoring of candidates (fused element-wise work; the same
-        # random draws, rounding may differ from eager); compiles on the first call of each shape
+        compile=False,  # True: torch.compile the planning loop (fused element-wise work; the same random
+        # draws, rounding may differ from eager); compiles on the first call of each shape
     )
 
     def __init__(self, cfg: Mapping | None, env_spec: Any, *, world_model: Any = None, seed: int = 0,
@@ -202,14 +202,17 @@ class PlannerPolicy(Policy):
         # evaluating never moves the training run's random streams (exact resume holds).
         self.act_generator = generator_for(self.device, self.seed + ACT_SEED_OFFSET)
         self.rng = self.generator  # the generator of the plan in progress
+        # whether the plan in progress is an evaluation's (a bool, not `rng is act_generator`: compiled
+        # code checks a bool's value, where an identity test of two generators was not re-checked)
+        self.evaluating = False
         self.plans: dict[str, torch.Tensor | None] = {"collect": None, "act": None}  # warm-start means
         self.kept: dict[str, torch.Tensor | None] = {"collect": None, "act": None}  # carried candidates
-        # the scoring of candidates, compiled when asked: draws from generators stay eager (dynamo
-        # breaks the graph at each), so compiled and eager plans see the same random numbers
-        self.compiled_evaluate = None
+        # the planning loop, compiled when asked: draws from generators stay eager (dynamo breaks
+        # the graph at each), so compiled and eager plans see the same random numbers
+        self.compiled_optimize = None
         if self.cfg.compile:
             self._check_compiler()
-            self.compiled_evaluate = torch.compile(self.evaluate, dynamic=False)
+            self.compiled_optimize = torch.compile(self.optimize, dynamic=False)
 
     def imagined_length(self, envstep: int) -> int:
         """The planning horizon: what the planner imagines, whatever the model's schedule says."""
@@ -335,7 +338,8 @@ class PlannerPolicy(Policy):
             obs [B, O] -> action [B, A] (discrete: [B])
         """
         obs = obs.to(self.device, torch.float32)
-        self.rng = self.act_generator if key == "act" else self.generator
+        self.evaluating = key == "act"
+        self.rng = self.act_generator if self.evaluating else self.generator
         batch = obs.shape[0]
         start = self.plans[key]
         if start is None or start.shape[0] != batch or not self.cfg.warm_start:
@@ -343,7 +347,8 @@ class PlannerPolicy(Policy):
             self.kept[key] = None
         with self.autocast():  # the model's matmuls in the policy's precision; returns stay float32
             state = self.model.encode(obs) if self.latent else obs
-            mean, first, kept = self.optimize(state, start, self.kept[key])
+            optimize = self.optimize if self.compiled_optimize is None else self.compiled_optimize
+            mean, first, kept = optimize(state, start, self.kept[key])
         if self.cfg.warm_start:
             self.plans[key] = self._shift(mean)
             self.kept[key] = None if kept is None else self._shift(kept.flatten(0, 1)).view_as(kept)
@@ -376,7 +381,7 @@ class PlannerPolicy(Policy):
                 sequences = torch.cat([sequences, kept], dim=1)
             if prior is not None:
                 sequences = torch.cat([sequences, prior], dim=1)
-            elite_returns, elites = self.select_elites(sequences, self.score(obs, sequences))
+            elite_returns, elites = self.select_elites(sequences, self.evaluate(obs, sequences))
             mean, std = self.refit(mean, std, elites, elite_returns)
             best.update(elites[:, 0], elite_returns[:, 0])
             kept = self.carry(elites)
@@ -476,10 +481,9 @@ class PlannerPolicy(Policy):
         Shapes:
             state [B, S] -> action [B, A] (env scale; discrete: [B])
         """
-        evaluating = self.rng is self.act_generator
         if self.prior is not None:
-            return self.prior.act(state) if evaluating else self.prior.collect(state)
-        return self.model.policy_action(state, deterministic=evaluating, generator=self.rng)
+            return self.prior.act(state) if self.evaluating else self.prior.collect(state)
+        return self.model.policy_action(state, deterministic=self.evaluating, generator=self.rng)
 
     def state_value(self, state: torch.Tensor) -> torch.Tensor:
         """The bootstrap value of ``state`` (the prior's, else the model's). Shapes: [B, S] -> [B]"""
@@ -493,12 +497,6 @@ class PlannerPolicy(Policy):
             return None
         members = torch.arange(self.particles, device=self.device) % int(self.model.planning_members)
         return members.repeat(batch * count)
-
-    def score(self, obs: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
-        """``evaluate``, compiled when ``policy.compile`` is set. Shapes: as ``evaluate``"""
-        if self.compiled_evaluate is None:
-            return self.evaluate(obs, sequences)
-        return self.compiled_evaluate(obs, sequences)
 
     def evaluate(self, obs: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
         """Predicted return of every candidate, averaged over its particles.

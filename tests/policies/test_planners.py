@@ -212,7 +212,7 @@ def test_planner_errors_name_what_is_missing():
         planner("cem", QuadraticModel(), compile="yes")
 
 
-def test_compile_scores_every_iteration_through_the_compiled_function(monkeypatch):
+def test_compile_plans_through_the_compiled_function(monkeypatch):
     calls = []
 
     def fake_compile(fn, **kwargs):
@@ -224,7 +224,7 @@ def test_compile_scores_every_iteration_through_the_compiled_function(monkeypatc
     monkeypatch.setattr("policies.planners.torch.compile", fake_compile)
     policy = planner("cem", QuadraticModel(), compile=True, iterations=3)
     policy.act(torch.zeros(1, 1))
-    assert calls == [{"dynamic": False}] * 3
+    assert calls == [{"dynamic": False}]  # one compiled planning loop per call, its 3 iterations inside
 
 
 def test_compile_without_a_cpp_compiler_is_a_named_error(monkeypatch):
@@ -235,7 +235,7 @@ def test_compile_without_a_cpp_compiler_is_a_named_error(monkeypatch):
         planner("cem", QuadraticModel(), compile=True)
     monkeypatch.setenv("CXX", "my-cxx")
     monkeypatch.setattr("policies.planners.shutil.which", lambda name: "/usr/bin/my-cxx" if name == "my-cxx" else None)
-    assert planner("cem", QuadraticModel(), compile=True).compiled_evaluate is not None
+    assert planner("cem", QuadraticModel(), compile=True).compiled_optimize is not None
 
 
 def test_prior_candidates_and_value_bootstrap_through_a_sac_prior():

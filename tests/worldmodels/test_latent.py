@@ -298,30 +298,35 @@ def test_mppi_plans_through_the_latent_model():
     assert ts_inf.particles == 2 and ts_inf.collect(obs).shape == (2, ACTION_DIM)
 
 
-def test_a_compiled_planner_scores_candidates_as_the_eager_one_with_the_same_random_draws():
-    # stochastic dynamics draw at every step and the bootstrap draws the actor's noise and two Qs:
-    # the compiled scoring must leave every draw to the generator, in the eager order
+def test_a_compiled_planner_plans_as_the_eager_one_with_the_same_random_draws():
+    # stochastic dynamics draw at every step (from the model's generator), the samples, the prior
+    # and the bootstrap draw from the planner's: the compiled loop must leave every draw to the
+    # generators, in the eager order
     wm = model(dynamics_members=2, dynamics_modes=2, deterministic_dynamics=False)
     eager, compiled = planner(wm), planner(wm, compile=True)
-    assert eager.compiled_evaluate is None and compiled.compiled_evaluate is not None
-    state = wm.encode(torch.randn(2, OBS_DIM)).detach()
-    sequences = torch.rand(2, 32, 3, ACTION_DIM) * 2 - 1
-    with torch.no_grad():
-        for policy in (eager, compiled):
-            policy.rng = torch.Generator().manual_seed(7)
-        expected = eager.evaluate(state, sequences)
-        scores = compiled.score(state, sequences)
-        torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-4)
-        assert torch.equal(compiled.rng.get_state(), eager.rng.get_state())
-        compiled.rng = torch.Generator().manual_seed(8)  # other draws, other scores: nothing was baked in
-        assert not torch.allclose(compiled.score(state, sequences), expected)
-        # another model's weights (the compiled code is shared, its parameters are inputs)
-        other = model(seed=1, dynamics_members=2, dynamics_modes=2, deterministic_dynamics=False)
-        eager, compiled = planner(other), planner(other, compile=True)
-        for policy in (eager, compiled):
-            policy.rng = torch.Generator().manual_seed(7)
-        torch.testing.assert_close(compiled.score(state, sequences), eager.evaluate(state, sequences),
-                                   rtol=1e-4, atol=1e-4)
+    assert eager.compiled_optimize is None and compiled.compiled_optimize is not None
+    obs = torch.randn(2, OBS_DIM)
+
+    def both(method):
+        before = wm.generator.get_state()
+        expected = getattr(eager, method)(obs)
+        after = wm.generator.get_state()
+        wm.generator.set_state(before)
+        got = getattr(compiled, method)(obs)
+        assert torch.equal(wm.generator.get_state(), after)
+        return got, expected
+
+    for _ in range(2):  # the second call starts from the first's shifted plan
+        torch.testing.assert_close(*both("collect"), rtol=1e-4, atol=1e-4)
+        assert torch.equal(compiled.generator.get_state(), eager.generator.get_state())
+        torch.testing.assert_close(compiled.plans["collect"], eager.plans["collect"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(*both("act"), rtol=1e-4, atol=1e-4)
+    compiled.generator.manual_seed(123)  # other draws, another plan: nothing was baked in
+    assert not torch.allclose(*both("collect"))
+    # another model's weights (the compiled code is shared, its parameters are inputs)
+    other = model(seed=1)
+    torch.testing.assert_close(planner(other, compile=True).act(obs), planner(other).act(obs),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_imagine_step_follows_the_named_member_and_draws_with_the_generator():

@@ -49,6 +49,11 @@ def test_resume_matches_uninterrupted_run_in_bf16(config, tmp_path):
     check_resume(config, tmp_path, bf16_sets(config), stops=1)
 
 
+def test_resume_matches_uninterrupted_run_with_a_compiled_planner(tmp_path):
+    # compiled planning loops (bf16 matmuls) must be as repeatable as eager ones for resume to hold
+    check_resume("pendulum_tdmpc", tmp_path, ["policy.compile=True", "policy.precision='bf16'"], stops=1)
+
+
 def check_resume(config, tmp_path, sets, stops):
     """A run stopped at ``stops`` points (a third and two thirds of the debug budget, off any
     schedule), each time resumed from its checkpoint (with two, the second checkpoint is a

@@ -813,22 +813,8 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         Shapes:
             state [B, S] -> value [B]
         """
-        generator = generator or self.generator
-        mean, log_std = self.actor.distribution(state)
-        noise, members = self._value_draws(mean, generator)
-        unit, _ = self.actor.squash(mean, log_std, noise)
+        unit, members = self._sampled_action_and_two_q(state, generator)
         return self.q_values(state, unit, members).mean(0)
-
-    @torch.compiler.disable
-    def _value_draws(self, mean: torch.Tensor, generator: torch.Generator | None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``value``'s random numbers in one eager call (one graph break when a planner compiles its
-        scoring): the actor's noise, then the two Q members.
-
-        Shapes: mean [B, A] -> noise [B, A] (mean's dtype), members [2]
-        """
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return noise, self.two_q(generator)
 
     def target_value(self, state: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The bootstrap of a Q target: the smaller of two random target Qs at the actor's
@@ -837,9 +823,28 @@ class LatentWorldModel(ReplayRatioTraining, DreamWorldModel):
         Shapes:
             state [N, S] -> value [N]
         """
-        generator = generator or self.generator
-        unit, _ = self.actor(state, generator)
-        return self.q_values(state, unit, self.two_q(generator), target=True).min(0).values
+        unit, members = self._sampled_action_and_two_q(state, generator)
+        return self.q_values(state, unit, members, target=True).min(0).values
+
+    def _sampled_action_and_two_q(self, state: torch.Tensor, generator: torch.Generator | None
+                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's sampled [-1, 1] action, then two distinct Q members, drawn with ``generator``
+        (the model's own when None). Shapes: state [B, S] -> unit [B, A], members [2]"""
+        mean, log_std = self.actor.distribution(state)
+        noise, members = self._value_draws(mean, generator or self.generator)
+        unit, _ = self.actor.squash(mean, log_std, noise)
+        return unit, members
+
+    @torch.compiler.disable
+    def _value_draws(self, mean: torch.Tensor, generator: torch.Generator | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The random numbers of a value in one eager call (one graph break when a planner's loop
+        is compiled): the actor's noise, then the two Q members.
+
+        Shapes: mean [B, A] -> noise [B, A] (mean's dtype), members [2]
+        """
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return noise, self.two_q(generator)
 
     # -- scheduling -----------------------------------------------------
     @property

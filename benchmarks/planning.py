@@ -56,19 +56,18 @@ def time_calls(policy, observations: list[torch.Tensor], calls: int) -> list[flo
     return seconds
 
 
-def time_updates(policy, observations: list[torch.Tensor], updates: int) -> list[float]:
-    """Seconds of each of ``updates`` model updates of a latent model (``train_step``) on a batch of
-    random transitions of the model's sequence length and batch size (after two warm-up updates)."""
+def time_updates(cfg, policy, updates: int) -> list[float]:
+    """Seconds of each of ``updates`` model updates of a latent model (``train_step``) on one batch
+    sampled as training samples it, from a buffer of random-action transitions of the config's env
+    (after two warm-up updates)."""
+    from wm_envs.make import make_env
+    from workers.buffer import random_buffer
+
     model = policy.model
-    steps, size = int(model.sequence_length), int(model.cfg.batch_size)
-    generator = torch.Generator().manual_seed(0)
-    obs_dim, action_dim = observations[0].shape[-1], int(policy.action_dim)
-    batch = {"obs": torch.randn(steps, size, obs_dim, generator=generator),
-             "next_obs": torch.randn(steps, size, obs_dim, generator=generator),
-             "action": model.to_env(torch.rand(steps, size, action_dim, generator=generator) * 2 - 1),
-             "reward": torch.rand(steps, size, generator=generator),
-             "terminated": torch.zeros(steps, size), "truncated": torch.zeros(steps, size),
-             "valid": torch.ones(steps, size)}
+    env = make_env(cfg.env)
+    buffer = random_buffer(env, max(1000, 4 * int(model.sequence_length)), int(cfg.seed))
+    env.close()
+    batch = model.sample_batch(buffer)
     for _ in range(2):
         model.train_step(batch)
     seconds = []
@@ -120,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(policy.model, "train_step") or not hasattr(policy.model, "sequence_length"):
             print(f"--updates: world model '{policy.model.cfg.type}' has no latent train_step to time")
             return 2
-        updates = time_updates(policy, observations, args.updates)
+        updates = time_updates(cfg, policy, args.updates)
         print(f"ms per model update ({policy.model.precision} precision, batch {policy.model.cfg.batch_size} x "
               f"{policy.model.sequence_length} steps): median {1000 * statistics.median(updates):.1f}, "
               f"min {1000 * min(updates):.1f} over {len(updates)} updates")

@@ -91,12 +91,23 @@ def unimix_probs(logits: torch.Tensor, unimix: float) -> tuple[torch.Tensor, tor
     if unimix <= 0.0:
         log_probs = F.log_softmax(logits, dim=-1)
         return log_probs.exp(), log_probs
-    probs = torch.softmax(logits, dim=-1) * (1.0 - unimix) + unimix / logits.shape[-1]
+    probs = unimix_softmax(logits, unimix)
     return probs, probs.log()
 
 
-def sample_one_hot(log_probs: torch.Tensor, generator: torch.Generator | None, *, probs: torch.Tensor | None = None,
-                   uniform: torch.Tensor | None = None) -> torch.Tensor:
+def unimix_softmax(logits: torch.Tensor, unimix: float) -> torch.Tensor:
+    """The probabilities of ``unimix_probs`` alone, the same numbers (a draw needs no log).
+
+    Shapes:
+        logits [..., C] -> probs [..., C]
+    """
+    if unimix <= 0.0:
+        return F.log_softmax(logits, dim=-1).exp()
+    return torch.softmax(logits, dim=-1) * (1.0 - unimix) + unimix / logits.shape[-1]
+
+
+def sample_one_hot(log_probs: torch.Tensor | None, generator: torch.Generator | None, *,
+                   probs: torch.Tensor | None = None, uniform: torch.Tensor | None = None) -> torch.Tensor:
     """A one-hot sample per row with a straight-through gradient to the probabilities.
 
     Inverse-CDF sampling: one uniform draw per row compared with the cumulative
@@ -105,7 +116,7 @@ def sample_one_hot(log_probs: torch.Tensor, generator: torch.Generator | None, *
     returned instead.
 
     Args:
-        log_probs: log-probabilities over the last dim.
+        log_probs: log-probabilities over the last dim (None: ``probs`` alone, which must be given).
         generator: draws the uniforms when ``uniform`` is not given.
         probs: ``log_probs.exp()`` where the caller has it already.
         uniform: pre-drawn uniforms in [0, 1), shape ``[..., 1]`` (e.g. a whole sequence's at once).
@@ -113,19 +124,18 @@ def sample_one_hot(log_probs: torch.Tensor, generator: torch.Generator | None, *
     Shapes:
         log_probs [..., C] -> one-hot [..., C]
     """
-    classes = log_probs.shape[-1]
     if probs is None:
         probs = log_probs.exp()
+    classes = probs.shape[-1]
     if uniform is None and generator is not None:
-        uniform = torch.rand((*log_probs.shape[:-1], 1), generator=generator, device=log_probs.device,
-                             dtype=log_probs.dtype)
+        uniform = torch.rand((*probs.shape[:-1], 1), generator=generator, device=probs.device, dtype=probs.dtype)
     if uniform is None:
-        index = log_probs.argmax(-1, keepdim=True)
+        index = (probs if log_probs is None else log_probs).argmax(-1, keepdim=True)
     else:
         # the count of cumulative probabilities below u is the drawn class; rounding can leave the
         # last cumulative value under 1, hence the clamp
         index = (probs.detach().cumsum(-1) < uniform).sum(-1, keepdim=True).clamp_max(classes - 1)
-    one_hot = torch.zeros_like(log_probs).scatter_(-1, index, 1.0)
+    one_hot = torch.zeros_like(probs).scatter_(-1, index, 1.0)
     if probs.requires_grad:
         one_hot = one_hot + (probs - probs.detach())  # exactly one-hot values, gradients of probs
     return one_hot

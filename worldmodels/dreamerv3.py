@@ -385,7 +385,7 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
     def latent_step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Shapes: state [B, F], action [B, A] (model actions) -> next state [B, F]"""
         deter, stoch = self.rssm.img_step(*self.split(state), action, self.generator)
-        return torch.cat([deter, stoch], dim=-1)
+        return torch.cat([deter, stoch.to(deter.dtype)], dim=-1)  # the state's dtype (see rollout)
 
     def predict_reward(self, state: torch.Tensor) -> torch.Tensor:
         """Shapes: state [..., F] -> reward [...]"""
@@ -417,6 +417,12 @@ class DreamerV3WorldModel(ReplayRatioTraining, DreamWorldModel):
         """
         check_rank("start", start, 2)
         horizon = self.rollout_length(envstep) if horizon is None else int(horizon)
+        # Under autocast the imagined states are kept in its dtype (bf16), as DreamerV3 computes
+        # in it: every consumer (the GRU's next step, the heads, the actor, the critics) would
+        # otherwise cast the same float32 states again, and states are the rollout's bulk.
+        device_type = start.device.type
+        if torch.is_autocast_enabled(device_type):
+            start = start.to(torch.get_autocast_dtype(device_type))
         states, actions, aug_rewards = [start], [], []
         state = start
         with frozen(self.nets):

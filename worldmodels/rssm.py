@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wm_core.utils import check_rank
-from worldmodels.dreamer_nets import sample_one_hot, unimix_probs
+from worldmodels.dreamer_nets import sample_one_hot, unimix_probs, unimix_softmax
 
 
 class LayerNormGRUCell(nn.Module):
@@ -119,12 +119,16 @@ class RSSM(nn.Module):
     def _dist(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return unimix_probs(logits.float().unflatten(-1, (self.stoch, self.classes)), self.unimix)
 
-    def sample(self, log_probs: torch.Tensor, generator: torch.Generator | None, *,
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """``_dist``'s probabilities alone: a step that only draws needs no log."""
+        return unimix_softmax(logits.float().unflatten(-1, (self.stoch, self.classes)), self.unimix)
+
+    def sample(self, log_probs: torch.Tensor | None, generator: torch.Generator | None, *,
                probs: torch.Tensor | None = None, uniform: torch.Tensor | None = None) -> torch.Tensor:
         """A straight-through one-hot draw (the mode without ``generator`` or ``uniform``), flattened.
 
         Shapes:
-            log_probs [..., S, C], probs like it, uniform [..., S, 1] -> stoch [..., S*C]
+            log_probs [..., S, C] (None: ``probs`` alone), probs like it, uniform [..., S, 1] -> stoch [..., S*C]
         """
         return sample_one_hot(log_probs, generator, probs=probs, uniform=uniform).flatten(-2)
 
@@ -173,8 +177,7 @@ class RSSM(nn.Module):
             deter [B, D], stoch [B, S*C], action [B, A] -> deter' [B, D], stoch' [B, S*C]
         """
         deter = self.deter_step(deter, stoch, action)
-        probs, log_probs = self._dist(self.prior_net(deter))
-        return deter, self.sample(log_probs, generator, probs=probs)
+        return deter, self.sample(None, generator, probs=self._probs(self.prior_net(deter)))
 
     def obs_step(self, deter: torch.Tensor, stoch: torch.Tensor, action: torch.Tensor, embed: torch.Tensor,
                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,8 +187,8 @@ class RSSM(nn.Module):
             deter [B, D], stoch [B, S*C], action [B, A], embed [B, E] -> deter' [B, D], stoch' [B, S*C]
         """
         deter = self.deter_step(deter, stoch, action)
-        probs, log_probs = self.posterior(deter, self.post_embed(embed))
-        return deter, self.sample(log_probs, generator, probs=probs)
+        logits = self.post_net(linear_plus(self.post_embed(embed), deter, self.post_deter))
+        return deter, self.sample(None, generator, probs=self._probs(logits))
 
     # -- sequences ------------------------------------------------------
     def _check_observe_inputs(self, embed: torch.Tensor, first_mask: torch.Tensor, first_embed: torch.Tensor,

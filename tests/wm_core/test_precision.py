@@ -84,6 +84,21 @@ def test_dreamer_bf16_losses_are_float32_and_close_to_fp32_but_not_equal():
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
 
 
+def test_dreamer_imagined_states_take_the_autocast_dtype():
+    """Under bf16 autocast the rollout keeps its states in bf16 (each consumer would otherwise
+    cast the same float32 states again); in fp32 they stay float32. Rewards and dones, which
+    feed the returns, are float32 either way."""
+    batch = random_buffer(VectorSpec()).sample_sequences(3, 8, device=torch.device("cpu"))
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        model, policy = dreamer_pair(precision)
+        model.train_step(batch)
+        data = model.imagination_starts()
+        with policy.autocast():
+            states, actions, rewards, dones, _ = policy.imagine(model, data.features, data.envstep)
+        assert states.dtype == dtype and data.features.dtype == torch.float32
+        assert rewards.dtype == dones.dtype == torch.float32
+
+
 def test_sac_bf16_update_is_close_to_fp32():
     rng = np.random.default_rng(0)
     batch = {"obs": torch.tensor(rng.normal(size=(64, 3)), dtype=torch.float32),

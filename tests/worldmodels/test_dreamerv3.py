@@ -90,6 +90,13 @@ def test_unimix_and_one_hot_samples():
     assert torch.equal(draws.sum(-1), torch.ones(40_000))
     assert torch.allclose(draws.mean(0), probs, atol=0.01)
     assert torch.equal(sample_one_hot(probs.log()[None], None), torch.tensor([[0.0, 0.0, 0.0, 1.0]]))
+    # probabilities alone (a step that only draws skips the log) give the same draws and mode
+    for generator_seed in (0, 1):
+        with_log = sample_one_hot(probs.log().expand(50, 4), torch.Generator().manual_seed(generator_seed),
+                                  probs=probs.expand(50, 4))
+        alone = sample_one_hot(None, torch.Generator().manual_seed(generator_seed), probs=probs.expand(50, 4))
+        assert torch.equal(with_log, alone)
+    assert torch.equal(sample_one_hot(None, None, probs=probs[None]), torch.tensor([[0.0, 0.0, 0.0, 1.0]]))
     # straight-through: the sample carries the probabilities' gradient
     leaf = torch.zeros(1, 4, requires_grad=True)
     (sample_one_hot(torch.log_softmax(leaf, -1), torch.Generator()) * torch.arange(4.0)).sum().backward()
@@ -127,6 +134,23 @@ def test_rssm_observe_and_img_step_shapes():
     assert set(out.stoch.detach().unique().tolist()) <= {0.0, 1.0}
     deter, stoch = rssm.img_step(out.deter[-1], out.stoch[-1], torch.randn(3, 2), torch.Generator())
     assert deter.shape == (3, 8) and stoch.shape == (3, 12)
+    # the step draws from the prior of its new GRU state (the draw from its probabilities alone),
+    # and filtering from the posterior given the embedding: the same draws as from log_probs
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for layer in (rssm.prior_net[-1], rssm.post_net[-1]):  # distributions far from uniform
+            layer.weight.mul_(20.0)
+        prev_deter, act, obs = torch.randn(64, 8, generator=gen), torch.randn(64, 2, generator=gen), \
+            torch.randn(64, 5, generator=gen)
+        prev_stoch = rssm.sample(rssm.prior(prev_deter), gen)
+        expected_deter = rssm.deter_step(prev_deter, prev_stoch, act)
+        deter, stoch = rssm.img_step(prev_deter, prev_stoch, act, torch.Generator().manual_seed(3))
+        torch.testing.assert_close(deter, expected_deter)
+        assert torch.equal(stoch, rssm.sample(rssm.prior(expected_deter), torch.Generator().manual_seed(3)))
+        _, post = rssm.posterior(expected_deter, rssm.post_embed(obs))
+        assert torch.equal(rssm.obs_step(prev_deter, prev_stoch, act, obs, torch.Generator().manual_seed(4))[1],
+                           rssm.sample(post, torch.Generator().manual_seed(4)))
+        assert torch.equal(rssm.obs_step(prev_deter, prev_stoch, act, obs, None)[1], rssm.sample(post, None))
     with pytest.raises(ValueError, match="is_first\\[0\\]"):
         rssm.observe(embed, action, torch.zeros(6, 3, dtype=torch.bool), first_embed[:0], None)
 

@@ -6,9 +6,11 @@ policy's config (each type lists the precisions it supports in ``supported_preci
   GPU with bf16 support) and the type supports it, else fp32; the default of the types whose
   returns were measured to hold in bf16.
 - ``bf16``: matmuls and convolutions in bfloat16 under ``torch.autocast``; parameters,
-  optimiser state, recurrent states, losses, log-probabilities, KL, twohot bins and
-  normalisers stay float32 (output layers are ``FloatLinear``; other outputs that feed
-  distributions are cast with ``.float()``). On a CPU with native bf16 (AVX512_BF16 or
+  optimiser state, the recurrent states of training and acting, losses, log-probabilities,
+  KL, twohot bins and normalisers stay float32 (output layers are ``FloatLinear``; other
+  outputs that feed distributions are cast with ``.float()``). Imagined rollouts are the
+  exception: their states are kept in bf16, as DreamerV3 computes in it, since every
+  consumer would otherwise cast the same float32 states again. On a CPU with native bf16 (AVX512_BF16 or
   AMX) a matmul runs about 4x faster than in fp32; elsewhere bf16 is emulated and slower,
   and a warning says so.
 

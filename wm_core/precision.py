@@ -10,9 +10,9 @@ policy's config (each type lists the precisions it supports in ``supported_preci
   KL, twohot bins and normalisers stay float32 (output layers are ``FloatLinear``; other
   outputs that feed distributions are cast with ``.float()``). Imagined rollouts are the
   exception: their states are kept in bf16, as DreamerV3 computes in it, since every
-  consumer would otherwise cast the same float32 states again. On a CPU with native bf16 (AVX512_BF16 or
-  AMX) a matmul runs about 4x faster than in fp32; elsewhere bf16 is emulated and slower,
-  and a warning says so.
+  consumer would otherwise cast the same float32 states again. On a CPU with native bf16
+  (AVX512_BF16 or AMX) a matmul runs about 4x faster than in fp32; elsewhere bf16 is
+  emulated and slower, and a warning says so.
 
 fp16 (CUDA, with loss scaling) is not built yet: bf16 needs no loss scaling and runs on
 CPUs and on CUDA GPUs from Ampere on.

@@ -125,6 +125,8 @@ def sample_one_hot(log_probs: torch.Tensor | None, generator: torch.Generator | 
         log_probs [..., C] -> one-hot [..., C]
     """
     if probs is None:
+        if log_probs is None:
+            raise ValueError("sample_one_hot needs log_probs or probs")
         probs = log_probs.exp()
     classes = probs.shape[-1]
     if uniform is None and generator is not None:

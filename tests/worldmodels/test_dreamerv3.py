@@ -97,6 +97,8 @@ def test_unimix_and_one_hot_samples():
         alone = sample_one_hot(None, torch.Generator().manual_seed(generator_seed), probs=probs.expand(50, 4))
         assert torch.equal(with_log, alone)
     assert torch.equal(sample_one_hot(None, None, probs=probs[None]), torch.tensor([[0.0, 0.0, 0.0, 1.0]]))
+    with pytest.raises(ValueError, match="needs log_probs or probs"):
+        sample_one_hot(None, torch.Generator())
     # straight-through: the sample carries the probabilities' gradient
     leaf = torch.zeros(1, 4, requires_grad=True)
     (sample_one_hot(torch.log_softmax(leaf, -1), torch.Generator()) * torch.arange(4.0)).sum().backward()

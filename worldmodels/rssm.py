@@ -116,12 +116,16 @@ class RSSM(nn.Module):
         self.initial_deter = nn.Parameter(torch.zeros(deter))
 
     # -- single steps ---------------------------------------------------
+    def _grid(self, logits: torch.Tensor) -> torch.Tensor:
+        """Shapes: logits [..., S*C] -> float32 [..., S, C]"""
+        return logits.float().unflatten(-1, (self.stoch, self.classes))
+
     def _dist(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return unimix_probs(logits.float().unflatten(-1, (self.stoch, self.classes)), self.unimix)
+        return unimix_probs(self._grid(logits), self.unimix)
 
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:
         """``_dist``'s probabilities alone: a step that only draws needs no log."""
-        return unimix_softmax(logits.float().unflatten(-1, (self.stoch, self.classes)), self.unimix)
+        return unimix_softmax(self._grid(logits), self.unimix)
 
     def sample(self, log_probs: torch.Tensor | None, generator: torch.Generator | None, *,
                probs: torch.Tensor | None = None, uniform: torch.Tensor | None = None) -> torch.Tensor:
@@ -138,7 +142,11 @@ class RSSM(nn.Module):
 
     def posterior(self, deter: torch.Tensor, embed_proj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Shapes: deter [..., D], embed_proj [..., units] (``post_embed(embed)``) -> probs, log_probs [..., S, C]"""
-        return self._dist(self.post_net(linear_plus(embed_proj, deter, self.post_deter)))
+        return self._dist(self._post_logits(deter, embed_proj))
+
+    def _post_logits(self, deter: torch.Tensor, embed_proj: torch.Tensor) -> torch.Tensor:
+        """Shapes: deter [..., D], embed_proj [..., units] -> logits [..., S*C]"""
+        return self.post_net(linear_plus(embed_proj, deter, self.post_deter))
 
     def deter_step(self, deter: torch.Tensor, stoch: torch.Tensor, action: torch.Tensor | None = None, *,
                    action_proj: torch.Tensor | None = None) -> torch.Tensor:
@@ -187,8 +195,7 @@ class RSSM(nn.Module):
             deter [B, D], stoch [B, S*C], action [B, A], embed [B, E] -> deter' [B, D], stoch' [B, S*C]
         """
         deter = self.deter_step(deter, stoch, action)
-        logits = self.post_net(linear_plus(self.post_embed(embed), deter, self.post_deter))
-        return deter, self.sample(None, generator, probs=self._probs(logits))
+        return deter, self.sample(None, generator, probs=self._probs(self._post_logits(deter, self.post_embed(embed))))
 
     # -- sequences ------------------------------------------------------
     def _check_observe_inputs(self, embed: torch.Tensor, first_mask: torch.Tensor, first_embed: torch.Tensor,
